@@ -1,0 +1,1 @@
+"""Speed, memory and quality benchmarks for captum-video. Each module prints JSON."""

@@ -1,0 +1,279 @@
+"""Validation of video inputs shared by every captum-video method.
+
+Every public method calls these helpers before it touches the model, so a wrong input fails
+early with a message that says what was expected and what came, and the caller's tensors and
+model are left as they were.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from captum._utils.common import _format_tensor_into_tuples, _is_tuple
+from captum._utils.gradient import apply_gradient_requirements, undo_gradient_requirements
+from torch import Tensor, nn
+
+__all__ = [
+    "format_video_inputs",
+    "validate_video",
+    "validate_target",
+    "preserve_grad_requirements",
+    "removing_hooks",
+]
+
+
+def validate_video(
+    video: Any,
+    *,
+    name: str = "inputs",
+    channels: int | Sequence[int] | None = None,
+    min_frames: int = 1,
+    batched: bool = True,
+    check_finite: bool = True,
+) -> Tensor:
+    """Check that ``video`` is a floating video tensor and return it unchanged.
+
+    Args:
+        video (Tensor): the clip, ``(N, C, T, H, W)`` when ``batched`` else ``(C, T, H, W)``.
+        name (str, optional): the argument's name, used in error messages.
+            Default: ``"inputs"``
+        channels (int or sequence of int, optional): allowed channel counts; ``None`` allows any.
+            Default: None
+        min_frames (int, optional): the fewest frames the caller's method can work with, e.g.
+            the model's temporal receptive field. Default: 1
+        batched (bool, optional): whether a batch dimension is expected. Default: True
+        check_finite (bool, optional): reject NaN and infinite values. Default: True
+
+    Returns:
+        Tensor: ``video`` itself (not a copy), so calls can be chained.
+
+    Raises:
+        TypeError: ``video`` is not a floating-point tensor.
+        ValueError: wrong number of dimensions, wrong channel count, too few frames, an empty
+            tensor, or NaN/inf values.
+
+    Example::
+
+        >>> clip = torch.rand(2, 3, 16, 112, 112)
+        >>> validate_video(clip, channels=3, min_frames=8) is clip
+        True
+    """
+    if not isinstance(video, Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor video of shape "
+            f"{'(N, C, T, H, W)' if batched else '(C, T, H, W)'}, got {type(video).__name__}"
+        )
+    layout = "(N, C, T, H, W)" if batched else "(C, T, H, W)"
+    ndim = 5 if batched else 4
+    if video.dim() != ndim:
+        hint = ""
+        if batched and video.dim() == 4:
+            hint = (
+                "; a single clip (C, T, H, W) needs a batch dimension: video.unsqueeze(0), and "
+                "an image batch (N, C, H, W) needs a time axis"
+            )
+        raise ValueError(
+            f"{name} must be a {ndim}-D video tensor {layout}, got a {video.dim()}-D tensor of "
+            f"shape {tuple(video.shape)}{hint}"
+        )
+    if not (video.is_floating_point() or video.is_complex()):
+        raise TypeError(
+            f"{name} must be a floating-point tensor (e.g. float32 in [0, 1] or normalised), "
+            f"got dtype {video.dtype}; convert with video.float() / 255"
+        )
+    if video.numel() == 0:
+        raise ValueError(f"{name} is empty: shape {tuple(video.shape)}")
+    c_dim, t_dim = (1, 2) if batched else (0, 1)
+    if channels is not None:
+        allowed = (channels,) if isinstance(channels, int) else tuple(channels)
+        if video.shape[c_dim] not in allowed:
+            raise ValueError(
+                f"{name} must have {' or '.join(map(str, allowed))} channels in dimension "
+                f"{c_dim} of {layout}, got {video.shape[c_dim]} (shape {tuple(video.shape)}); "
+                "channels-last clips (N, T, H, W, C) need video.permute(0, 4, 1, 2, 3)"
+            )
+    if video.shape[t_dim] < min_frames:
+        raise ValueError(
+            f"{name} has {video.shape[t_dim]} frames but at least {min_frames} are needed "
+            f"(shape {tuple(video.shape)}, time is dimension {t_dim} of {layout})"
+        )
+    if check_finite and not bool(torch.isfinite(video).all()):
+        n_bad = int((~torch.isfinite(video)).sum())
+        raise ValueError(f"{name} contains {n_bad} NaN or infinite values")
+    return video
+
+
+def format_video_inputs(
+    inputs: Tensor | tuple[Tensor, ...],
+    *,
+    channels: int | Sequence[int] | None = None,
+    min_frames: int = 1,
+) -> tuple[bool, tuple[Tensor, ...]]:
+    """Validate Captum-style ``inputs`` holding video tensors and put them in a tuple.
+
+    Only the first tensor of a tuple must be a video; the others (e.g. audio or a second
+    stream) must be tensors with the same batch size.
+
+    Args:
+        inputs (Tensor or tuple of Tensor): ``(N, C, T, H, W)`` clips.
+        channels (int or sequence of int, optional): allowed channel counts of the first
+            tensor. Default: None
+        min_frames (int, optional): fewest frames the method can work with. Default: 1
+
+    Returns:
+        tuple: ``(is_inputs_tuple, inputs_as_tuple)``, as Captum's ``_is_tuple`` and
+        ``_format_tensor_into_tuples`` give them.
+
+    Example::
+
+        >>> is_tuple, (clip,) = format_video_inputs(torch.rand(1, 3, 8, 32, 32))
+        >>> is_tuple
+        False
+    """
+    if not isinstance(inputs, (Tensor, tuple)):
+        raise TypeError(
+            "inputs must be a video tensor (N, C, T, H, W) or a tuple of tensors, "
+            f"got {type(inputs).__name__}"
+        )
+    is_tuple = _is_tuple(inputs)
+    formatted = _format_tensor_into_tuples(inputs)
+    assert formatted is not None
+    if len(formatted) == 0:
+        raise ValueError("inputs is an empty tuple; expected at least one video tensor")
+    validate_video(formatted[0], name="inputs[0]" if is_tuple else "inputs",
+                   channels=channels, min_frames=min_frames)
+    batch = formatted[0].shape[0]
+    for i, extra in enumerate(formatted[1:], start=1):
+        if not isinstance(extra, Tensor):
+            raise TypeError(f"inputs[{i}] must be a tensor, got {type(extra).__name__}")
+        if extra.dim() == 0 or extra.shape[0] != batch:
+            raise ValueError(
+                f"inputs[{i}] must have the batch size {batch} of inputs[0], "
+                f"got shape {tuple(extra.shape)}"
+            )
+        if extra.is_floating_point() and not bool(torch.isfinite(extra).all()):
+            raise ValueError(f"inputs[{i}] contains NaN or infinite values")
+    return is_tuple, formatted
+
+
+def validate_target(target: Any, num_classes: int, batch_size: int) -> None:
+    """Check that class targets are inside ``[0, num_classes)``.
+
+    Accepts what Captum accepts for a classification output: ``None``, an int, a list of ints
+    or a 1-D integer tensor with one entry per example. Tuple targets (multi-dimensional
+    outputs) are passed through unchecked.
+
+    Args:
+        target: the Captum ``target`` argument.
+        num_classes (int): size of the model's output along dimension 1.
+        batch_size (int): number of examples N.
+
+    Returns:
+        None
+
+    Example::
+
+        >>> validate_target(3, num_classes=4, batch_size=2)
+        >>> validate_target([0, 5], num_classes=4, batch_size=2)
+        Traceback (most recent call last):
+        ...
+        ValueError: target 5 is out of range for a model with 4 outputs (valid: 0..3)
+    """
+    if target is None or isinstance(target, tuple):
+        return
+    if isinstance(target, Tensor):
+        if target.dim() == 0:
+            values = [int(target.item())]
+        elif target.dim() == 1 and not target.is_floating_point():
+            values = [int(v) for v in target.tolist()]
+        else:
+            return
+    elif isinstance(target, int):
+        values = [target]
+    elif isinstance(target, list) and all(isinstance(v, int) for v in target):
+        values = list(target)
+    else:
+        return
+    if len(values) not in (1, batch_size):
+        raise ValueError(
+            f"target has {len(values)} entries but the batch has {batch_size} examples"
+        )
+    for value in values:
+        if not 0 <= value < num_classes:
+            raise ValueError(
+                f"target {value} is out of range for a model with {num_classes} outputs "
+                f"(valid: 0..{num_classes - 1})"
+            )
+
+
+@contextlib.contextmanager
+def preserve_grad_requirements(inputs: tuple[Tensor, ...]) -> Iterator[tuple[Tensor, ...]]:
+    """Turn on ``requires_grad`` for the duration of a block and restore it afterwards.
+
+    This is Captum's ``apply_gradient_requirements`` / ``undo_gradient_requirements`` pair in
+    a ``try/finally``, so a failing attribution does not leave ``requires_grad=True`` on the
+    caller's tensors (a known Captum LRP leak).
+
+    Args:
+        inputs (tuple of Tensor): the tensors that need gradients.
+
+    Returns:
+        A context manager yielding ``inputs``.
+
+    Example::
+
+        >>> x = torch.rand(1, 3, 4, 8, 8)
+        >>> with preserve_grad_requirements((x,)):
+        ...     x.requires_grad
+        True
+        >>> x.requires_grad
+        False
+    """
+    grad_required = apply_gradient_requirements(inputs, warn=False)
+    try:
+        yield inputs
+    finally:
+        undo_gradient_requirements(inputs, grad_required)
+
+
+@contextlib.contextmanager
+def removing_hooks() -> Iterator[list[torch.utils.hooks.RemovableHandle]]:
+    """Collect hook handles in a list and remove all of them when the block ends.
+
+    Args:
+        None
+
+    Returns:
+        A context manager yielding a list; append every handle you register to it.
+
+    Example::
+
+        >>> layer = nn.ReLU()
+        >>> with removing_hooks() as handles:
+        ...     handles.append(layer.register_forward_hook(lambda m, i, o: None))
+        >>> len(layer._forward_hooks)
+        0
+    """
+    handles: list[torch.utils.hooks.RemovableHandle] = []
+    try:
+        yield handles
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def model_num_outputs(output: Tensor) -> int:
+    """Number of classes of a ``(N, K)`` model output (1 for a ``(N,)`` output)."""
+    return 1 if output.dim() < 2 else int(output.shape[1])
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (CPU for a stateless module)."""
+    for tensor in module.parameters():
+        return tensor.device
+    for tensor in module.buffers():
+        return tensor.device
+    return torch.device("cpu")

@@ -1,0 +1,9 @@
+"""Attribution methods for video models, each a subclass of a Captum base class.
+
+Every method takes clips ``(N, C, T, H, W)`` and returns input-shaped relevance (or
+``(N, 1, T, H, W)`` for layer methods after up-sampling).
+"""
+
+from captum_video.attr._common import reduce_channels, upsample_to_input
+
+__all__ = ["reduce_channels", "upsample_to_input"]
