@@ -1,3 +1,33 @@
 """Metrics for video explanations and video models: faithfulness, localisation, motion."""
 
-__all__: list[str] = []
+from captum_video.metrics.faithfulness import (
+    AOPCResult,
+    CausalCurve,
+    aopc,
+    deletion,
+    gaussian_blur_frames,
+    insertion,
+)
+from captum_video.metrics.localization import (
+    PointingGameResult,
+    pointing_game,
+    relevance_mass,
+    relevance_rank,
+)
+from captum_video.metrics.sanity import SanityResult, randomization_sanity, spearman_correlation
+
+__all__: list[str] = [
+    "AOPCResult",
+    "CausalCurve",
+    "aopc",
+    "deletion",
+    "gaussian_blur_frames",
+    "insertion",
+    "PointingGameResult",
+    "pointing_game",
+    "relevance_mass",
+    "relevance_rank",
+    "SanityResult",
+    "randomization_sanity",
+    "spearman_correlation",
+]
