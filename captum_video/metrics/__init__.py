@@ -14,6 +14,7 @@ from captum_video.metrics.localization import (
     relevance_mass,
     relevance_rank,
 )
+from captum_video.metrics.motion import flow_agreement, spatial_bias
 from captum_video.metrics.sanity import SanityResult, randomization_sanity, spearman_correlation
 
 __all__: list[str] = [
@@ -27,6 +28,8 @@ __all__: list[str] = [
     "pointing_game",
     "relevance_mass",
     "relevance_rank",
+    "flow_agreement",
+    "spatial_bias",
     "SanityResult",
     "randomization_sanity",
     "spearman_correlation",
