@@ -1,0 +1,303 @@
+r"""Feature masks for Captum's perturbation methods on video: frames, segments, tubes,
+supervoxels and optical-flow regions.
+
+Every builder returns an integer ``feature_mask`` for ``FeatureAblation``,
+``ShapleyValueSampling``, ``Lime``, ``KernelShap`` or ``FeaturePermutation``: a ``long``
+tensor that broadcasts to the clip ``(N, C, T, H, W)`` (the channel axis is 1, so all colour
+channels of a voxel form one feature), with ids ``0 .. K - 1`` that are all used, so every
+voxel belongs to exactly one feature::
+
+    >>> fa = FeatureAblation(model)
+    >>> attr = fa.attribute(clip, target=label, feature_mask=frame_mask(clip))
+
+Content-independent masks (frames, segments, tubes) are ``(1, 1, T, *, *)`` and shared by the
+batch; content-dependent ones (supervoxels, flow) are ``(N, 1, T, H, W)``, one per clip.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from captum_video._validation import validate_video
+from captum_video.flow import flow_magnitude, optical_flow
+
+__all__ = [
+    "frame_mask",
+    "segment_mask",
+    "tube_mask",
+    "supervoxel_mask",
+    "flow_mask",
+    "num_features",
+    "relabel",
+]
+
+
+def num_features(mask: Tensor) -> int:
+    r"""Number of features of a mask with ids ``0 .. K - 1`` (``max + 1``).
+
+    Args:
+        mask (Tensor): an integer feature mask.
+
+    Returns:
+        int: ``K``.
+
+    Example::
+
+        >>> num_features(frame_mask(torch.rand(1, 3, 8, 16, 16)))
+        8
+    """
+    return int(mask.max()) + 1
+
+
+def relabel(mask: Tensor) -> Tensor:
+    r"""Renumber each clip's ids to ``0 .. K_n - 1`` in order of first appearance in sorted id
+    order, dropping unused ids (what Captum expects: no empty features).
+
+    Args:
+        mask (Tensor): integer mask ``(N, ...)``.
+
+    Returns:
+        Tensor: ``long`` mask of the same shape.
+
+    Example::
+
+        >>> relabel(torch.tensor([[3, 3, 7], [0, 5, 5]]))
+        tensor([[0, 0, 1],
+                [0, 1, 1]])
+    """
+    flat = mask.reshape(mask.shape[0], -1).long()
+    # Per-clip dense ranks without a Python loop: offset each clip into its own id range.
+    span = int(flat.max()) - int(flat.min()) + 1
+    shifted = flat - flat.min() + span * torch.arange(flat.shape[0], device=mask.device)[:, None]
+    _, inverse = torch.unique(shifted, return_inverse=True)
+    first_of_clip = inverse.min(dim=1, keepdim=True).values
+    return (inverse - first_of_clip).view(mask.shape)
+
+
+def _shape(video: Tensor) -> tuple[int, int, int, int]:
+    validate_video(video, name="video", check_finite=False)
+    n, _, t, h, w = video.shape
+    return n, t, h, w
+
+
+def frame_mask(video: Tensor) -> Tensor:
+    r"""One feature per frame: ``(1, 1, T, 1, 1)`` with id ``t`` for frame ``t``.
+
+    Args:
+        video (Tensor): clips ``(N, C, T, H, W)`` (only shape and device are used).
+
+    Returns:
+        Tensor: ``long`` mask ``(1, 1, T, 1, 1)`` on the clip's device.
+
+    Example::
+
+        >>> frame_mask(torch.rand(2, 3, 4, 8, 8)).flatten()
+        tensor([0, 1, 2, 3])
+    """
+    _, t, _, _ = _shape(video)
+    return torch.arange(t, device=video.device).view(1, 1, t, 1, 1)
+
+
+def segment_mask(video: Tensor, num_segments: int) -> Tensor:
+    r"""One feature per run of consecutive frames: ``T`` frames split into ``num_segments``
+    segments whose lengths differ by at most one (as ``torch.tensor_split``).
+
+    Args:
+        video (Tensor): clips ``(N, C, T, H, W)``.
+        num_segments (int): number of segments, ``1 <= num_segments <= T``.
+
+    Returns:
+        Tensor: ``long`` mask ``(1, 1, T, 1, 1)``.
+
+    Example::
+
+        >>> segment_mask(torch.rand(1, 3, 8, 8, 8), 3).flatten()
+        tensor([0, 0, 0, 1, 1, 1, 2, 2])
+    """
+    _, t, _, _ = _shape(video)
+    if not isinstance(num_segments, int) or not 1 <= num_segments <= t:
+        raise ValueError(f"num_segments must be an int in [1, {t}], got {num_segments!r}")
+    frames = torch.arange(t, device=video.device)
+    # Segment j starts at the tensor_split boundary: the first j * (T % K) segments are longer.
+    size, extra = divmod(t, num_segments)
+    long_part = extra * (size + 1)
+    ids = torch.where(
+        frames < long_part,
+        frames // (size + 1),
+        extra + (frames - long_part) // max(size, 1),
+    )
+    return ids.view(1, 1, t, 1, 1)
+
+
+def tube_mask(video: Tensor, cell: tuple[int | None, int, int]) -> Tensor:
+    r"""One feature per spatio-temporal cell of ``(t, h, w)`` frames x pixels: a grid of
+    tubes (``t = None`` or ``T`` makes each tube span the whole clip). Cells at the far
+    borders may be smaller.
+
+    Args:
+        video (Tensor): clips ``(N, C, T, H, W)``.
+        cell (tuple): ``(t, h, w)`` cell extent in frames, rows and columns.
+
+    Returns:
+        Tensor: ``long`` mask ``(1, 1, T, H, W)``, ids in raster order (time slowest).
+
+    Example::
+
+        >>> m = tube_mask(torch.rand(1, 3, 8, 16, 16), (4, 8, 8))
+        >>> num_features(m)
+        8
+    """
+    _, t, h, w = _shape(video)
+    ct, ch, cw = cell
+    ct = t if ct is None else ct
+    for name, size, limit in (("t", ct, t), ("h", ch, h), ("w", cw, w)):
+        if not isinstance(size, int) or not 1 <= size <= limit:
+            raise ValueError(f"cell {name} must be an int in [1, {limit}], got {size!r}")
+    dev = video.device
+    it = torch.arange(t, device=dev) // ct
+    iy = torch.arange(h, device=dev) // ch
+    ix = torch.arange(w, device=dev) // cw
+    ny, nx = math.ceil(h / ch), math.ceil(w / cw)
+    ids = (it.view(t, 1, 1) * ny + iy.view(1, h, 1)) * nx + ix.view(1, 1, w)
+    return ids.view(1, 1, t, h, w)
+
+
+def supervoxel_mask(
+    video: Tensor,
+    n_segments: int = 64,
+    compactness: float = 1.0,
+    n_iter: int = 10,
+    temporal_weight: float = 1.0,
+    chunk: int = 32768,
+) -> Tensor:
+    r"""Spatio-temporal superpixels (SLIC supervoxels): k-means on ``(t, y, x, colour)``.
+
+    Centres start on a regular ``(t, y, x)`` grid with spacing ``S = (THW / n_segments)^(1/3)``
+    (cells anisotropic when the clip is short). Each iteration assigns every voxel to the
+    nearest centre under SLIC's distance ``d_colour^2 + (compactness / S)^2 d_space^2``,
+    with colour in the clip's own range, and moves the centres to the means. Everything runs
+    in torch on the clip's device; voxel-to-centre distances are computed in chunks of
+    ``chunk`` voxels. Connectivity is not enforced (as in plain k-means), so a supervoxel can
+    have detached parts; empty clusters are dropped and ids renumbered.
+
+    Args:
+        video (Tensor): clips ``(N, C, T, H, W)``.
+        n_segments (int, optional): about how many supervoxels. Default: 64
+        compactness (float, optional): weight of space against colour; larger gives more
+            regular, grid-like cells (colours are scaled to [0, 1], so values
+            around 1 balance colour and space; SLIC's 10 is for Lab colours). Default: 1.0
+        n_iter (int, optional): k-means iterations. Default: 10
+        temporal_weight (float, optional): scale of the time axis against space; above 1
+            makes supervoxels shorter in time. Default: 1.0
+        chunk (int, optional): voxels per distance block (memory knob). Default: 32768
+
+    Returns:
+        Tensor: ``long`` mask ``(N, 1, T, H, W)``, ids ``0 .. K_n - 1`` per clip.
+
+    Example::
+
+        >>> clip = torch.rand(1, 3, 8, 32, 32)
+        >>> m = supervoxel_mask(clip, n_segments=16)
+        >>> m.shape
+        torch.Size([1, 1, 8, 32, 32])
+    """
+    n, t, h, w = _shape(video)
+    if not isinstance(n_segments, int) or n_segments < 1:
+        raise ValueError(f"n_segments must be a positive int, got {n_segments!r}")
+    dev = video.device
+    colour = video.detach().float()
+    lo = colour.amin(dim=(1, 2, 3, 4), keepdim=True)
+    hi = colour.amax(dim=(1, 2, 3, 4), keepdim=True)
+    colour = (colour - lo) / (hi - lo).clamp_min(1e-8)
+    # Grid of initial centres: as many cells per axis as fit the voxel budget.
+    step = (t * h * w / n_segments) ** (1 / 3)
+    counts = [max(1, min(size, round(size / step))) for size in (t, h, w)]
+    spacing = (t * h * w / math.prod(counts)) ** (1 / 3)
+    coords = torch.stack(
+        torch.meshgrid(
+            torch.arange(t, device=dev, dtype=torch.float32) * temporal_weight,
+            torch.arange(h, device=dev, dtype=torch.float32),
+            torch.arange(w, device=dev, dtype=torch.float32),
+            indexing="ij",
+        ),
+        dim=-1,
+    ).view(-1, 3)
+    scale = compactness / spacing
+    # Voxel features (N, V, 3 + C): scaled position, then colour.
+    feats = torch.cat(
+        [
+            (coords * scale).expand(n, -1, -1),
+            colour.flatten(2).transpose(1, 2),
+        ],
+        dim=2,
+    )
+    grid = [
+        ((torch.arange(c, device=dev, dtype=torch.float32) + 0.5) * size / c).floor().long()
+        for c, size in zip(counts, (t, h, w))
+    ]
+    seeds = torch.stack(torch.meshgrid(*grid, indexing="ij"), dim=-1).view(-1, 3)
+    seed_index = (seeds[:, 0] * h + seeds[:, 1]) * w + seeds[:, 2]
+    centres = feats[:, seed_index]  # (N, K, 3 + C)
+    k = centres.shape[1]
+    for _ in range(max(1, n_iter)):
+        labels = torch.cat(
+            [torch.cdist(feats[:, i : i + chunk], centres).argmin(2) for i in range(0, feats.shape[1], chunk)],
+            dim=1,
+        )
+        sums = torch.zeros_like(centres).scatter_add_(
+            1, labels.unsqueeze(2).expand_as(feats), feats
+        )
+        sizes = torch.zeros(n, k, device=dev).scatter_add_(1, labels, torch.ones_like(labels, dtype=torch.float32))
+        # Empty clusters keep their old centre (and are dropped by relabel).
+        centres = torch.where(sizes.unsqueeze(2) > 0, sums / sizes.clamp_min(1).unsqueeze(2), centres)
+    return relabel(labels.view(n, t, h, w)).view(n, 1, t, h, w)
+
+
+def flow_mask(
+    video: Tensor,
+    threshold: float = 0.5,
+    directions: int = 4,
+    num_segments: int = 1,
+    **farneback: float | int,
+) -> Tensor:
+    r"""Features from dense optical flow: within each temporal segment, the static voxels form
+    one feature and the moving voxels (speed above ``threshold``) one feature per direction
+    bin. Ablating a feature removes "what moves right in frames 0-3", say.
+
+    The flow comes from :func:`captum_video.flow.optical_flow` (OpenCV Farneback).
+
+    Args:
+        video (Tensor): clips ``(N, C, T, H, W)``, ``T >= 2``.
+        threshold (float, optional): speed in pixels per frame above which a voxel moves.
+            Default: 0.5
+        directions (int, optional): number of equal angular bins for the flow direction
+            (bin 0 is centred on "right", counter-clockwise in image coordinates).
+            Default: 4
+        num_segments (int, optional): temporal segments, as :func:`segment_mask`. Default: 1
+        **farneback: Farneback parameter overrides passed to ``optical_flow``.
+
+    Returns:
+        Tensor: ``long`` mask ``(N, 1, T, H, W)``, ids ``0 .. K_n - 1`` per clip.
+
+    Example::
+
+        >>> clip = MovingShapes("motion", num_samples=1)[0][0][None]
+        >>> m = flow_mask(clip, directions=4)
+        >>> m.shape
+        torch.Size([1, 1, 16, 32, 32])
+    """
+    n, t, h, w = _shape(video)
+    if not isinstance(directions, int) or directions < 1:
+        raise ValueError(f"directions must be a positive int, got {directions!r}")
+    segments = segment_mask(video, num_segments).view(1, t, 1, 1)
+    flow = optical_flow(video, **farneback)  # (N, T, 2, H, W)
+    moving = flow_magnitude(flow) > threshold  # (N, T, H, W)
+    # Image y points down: negate dy so that "up" has angle +pi/2.
+    angle = torch.atan2(-flow[:, :, 1], flow[:, :, 0])
+    width = 2 * math.pi / directions
+    bins = torch.floor((angle + width / 2) / width).long() % directions
+    ids = torch.where(moving, 1 + bins, torch.zeros_like(bins)) + segments * (directions + 1)
+    return relabel(ids).view(n, 1, t, h, w)
