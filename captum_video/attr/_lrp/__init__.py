@@ -1,0 +1,43 @@
+"""LRP / deep Taylor decomposition for 3-D models: rules, canonizers and DeepTaylor3D."""
+
+from captum_video.attr._lrp.canonizers import (
+    Canonizer,
+    MergeBatchNorm,
+    NoInplaceReLU,
+    ResidualAddCanonizer,
+    canonized,
+    default_canonizers,
+)
+from captum_video.attr._lrp.deep_taylor import COMPOSITES, Composite, DeepTaylor3D
+from captum_video.attr._lrp.rules import (
+    PassRule,
+    ProportionalRule,
+    VideoLRPRule,
+    WinnerTakeAllRule,
+    ZBRule,
+    ZEpsilonRule,
+    ZPlusRule,
+    bounds_from_normalization,
+    stabilize,
+)
+
+__all__ = [
+    "DeepTaylor3D",
+    "Composite",
+    "COMPOSITES",
+    "VideoLRPRule",
+    "ZPlusRule",
+    "ZBRule",
+    "ZEpsilonRule",
+    "ProportionalRule",
+    "WinnerTakeAllRule",
+    "PassRule",
+    "stabilize",
+    "bounds_from_normalization",
+    "Canonizer",
+    "MergeBatchNorm",
+    "ResidualAddCanonizer",
+    "NoInplaceReLU",
+    "canonized",
+    "default_canonizers",
+]

@@ -1,0 +1,453 @@
+r"""LRP / deep-Taylor propagation rules for 3-D (and 1-D/2-D) layers.
+
+Every rule here is a Captum :class:`~captum.attr._utils.lrp_rules.PropagationRule`, so it can
+be attached by hand (``module.rule = ZPlusRule()``) and used by Captum's own
+:class:`~captum.attr.LRP`. Each rule also knows how to express itself as a *modified gradient*:
+:meth:`VideoLRPRule.modified_output` returns a tensor with the layer's output value whose
+gradient implements the rule. :class:`~captum_video.attr.DeepTaylor3D` uses that to run LRP as
+one forward and one backward pass.
+
+The modified-gradient form works in the "gradient x input" picture of LRP: what flows
+backwards is ``c = R / a`` (relevance over activation), and the relevance of any activation is
+``a * c``. A z-rule with modified pre-activations ``z'`` (``R_i = x_i sum_j w'_ij R_j / z'_j``)
+then is the gradient of ``z'(x) * (y / z').detach()``, whose value is the layer's output ``y``.
+ReLU, average pooling, residual additions and max pooling (winner-take-all) need no change at
+all in this picture: their plain gradient already is the LRP rule, which is why they cost
+nothing in :class:`DeepTaylor3D`.
+
+Denominators are stabilised as in Zennit: ``z + eps * sign(z)`` with ``sign(0) = 1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+import torch
+import torch.nn.functional as F
+from captum._utils.common import _format_tensor_into_tuples
+from captum.attr._utils.lrp_rules import PropagationRule
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+__all__ = [
+    "VideoLRPRule",
+    "ZPlusRule",
+    "ZBRule",
+    "ZEpsilonRule",
+    "ProportionalRule",
+    "WinnerTakeAllRule",
+    "PassRule",
+    "stabilize",
+    "bounds_from_normalization",
+]
+
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_WEIGHTED = (*_CONV, nn.Linear)
+_MAX_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
+_ADAPTIVE_MAX_POOLS = (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
+
+
+def stabilize(z: Tensor, epsilon: float = 1e-6) -> Tensor:
+    """Shift ``z`` away from zero by ``epsilon`` in the direction of its sign (0 counts as +).
+
+    Args:
+        z (Tensor): denominators.
+        epsilon (float, optional): the shift. Default: 1e-6
+
+    Returns:
+        Tensor: ``z + epsilon * sign(z)`` with ``sign(0) = 1``.
+
+    Example::
+
+        >>> stabilize(torch.tensor([0.0, -2.0]), 0.5)
+        tensor([ 0.5000, -2.5000])
+    """
+    return z + ((z == 0).to(z) + z.sign()) * epsilon
+
+
+def bounds_from_normalization(
+    mean: Sequence[float] | Tensor,
+    std: Sequence[float] | Tensor,
+    value_range: tuple[float, float] = (0.0, 1.0),
+) -> tuple[Tensor, Tensor]:
+    """Per-channel bounds of normalised inputs, for the z^B rule of the first layer.
+
+    A pixel in ``value_range`` normalised with ``(x - mean_c) / std_c`` lies in
+    ``[(lo - mean_c) / std_c, (hi - mean_c) / std_c]``.
+
+    Args:
+        mean (sequence of float or Tensor): per-channel mean of the normalisation.
+        std (sequence of float or Tensor): per-channel standard deviation.
+        value_range (tuple of float, optional): range of raw pixels. Default: ``(0.0, 1.0)``
+
+    Returns:
+        tuple of Tensor: ``(low, high)``, each of shape ``(C,)``.
+
+    Example::
+
+        >>> low, high = bounds_from_normalization([0.5], [0.25])
+        >>> low.tolist(), high.tolist()
+        ([-2.0], [2.0])
+    """
+    m = torch.as_tensor(mean, dtype=torch.float32).flatten()
+    s = torch.as_tensor(std, dtype=torch.float32).flatten()
+    if m.shape != s.shape:
+        raise ValueError(f"mean and std need the same length, got {m.numel()} and {s.numel()}")
+    if bool((s <= 0).any()):
+        raise ValueError(f"std must be positive, got {s.tolist()}")
+    lo, hi = value_range
+    if not lo < hi:
+        raise ValueError(f"value_range must be (low, high) with low < high, got {value_range}")
+    return (lo - m) / s, (hi - m) / s
+
+
+def _rescaled(z: Tensor, y: Tensor, epsilon: float) -> Tensor:
+    """A tensor with exactly the value of ``y`` whose gradient is that of ``z`` scaled by
+    ``y / z``: the modified-gradient form of a z-rule with pre-activations ``z``."""
+    scaled = z * (y / stabilize(z, epsilon)).detach()
+    return y.detach() + (scaled - scaled.detach())  # value y, gradient that of `scaled`
+
+
+def _forward_with(module: nn.Module, x: Tensor, weight: Tensor) -> Tensor:
+    """The module's linear map with another weight and no bias."""
+    if isinstance(module, _CONV):
+        return module._conv_forward(x, weight, None)  # handles padding modes
+    if isinstance(module, nn.Linear):
+        return F.linear(x, weight)
+    raise TypeError(f"rule needs a Conv1d/2d/3d or Linear module, got {type(module).__name__}")
+
+
+def _without_bias(module: nn.Module, y: Tensor) -> Tensor:
+    bias = getattr(module, "bias", None)
+    if bias is None:
+        return y
+    if isinstance(module, nn.Linear):
+        return y - bias.detach()
+    return y - bias.detach().view(1, -1, *([1] * (y.dim() - 2)))
+
+
+def _channel_dim(module: nn.Module) -> int:
+    return -1 if isinstance(module, nn.Linear) else 1
+
+
+class VideoLRPRule(PropagationRule):
+    r"""Base class of the rules in this module: a Captum ``PropagationRule`` that can also act
+    as a modified gradient.
+
+    Subclasses implement :meth:`modified_output`; :meth:`needs_hook` says whether the rule
+    differs from the plain gradient for a module (when it does not, no hook is needed).
+    Relevance buffers are per instance (Captum's are class-level dicts shared by all rules).
+
+    Args:
+        stabilizer (float, optional): ``eps`` of the denominators. Default: 1e-6
+
+    Returns:
+        A rule; attach it with ``module.rule = rule`` for Captum's ``LRP``.
+
+    Example::
+
+        >>> rule = ZPlusRule()
+        >>> conv = nn.Conv3d(3, 4, 3)
+        >>> rule.needs_hook(conv)
+        True
+    """
+
+    def __init__(self, stabilizer: float = 1e-6) -> None:
+        self.stabilizer = float(stabilizer)
+        # Captum's class-level dicts would be shared across all rules and calls.
+        self.relevance_input: dict[Any, Any] = {}
+        self.relevance_output: dict[Any, Any] = {}
+
+    def needs_hook(self, module: nn.Module) -> bool:
+        """Whether the rule differs from the plain gradient on ``module``."""
+        return True
+
+    def modified_output(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+        """A tensor equal to ``output`` whose gradient w.r.t. ``inputs`` implements the rule.
+
+        Args:
+            module (nn.Module): the layer.
+            inputs (tuple of Tensor): its inputs, as a forward hook receives them.
+            output (Tensor): its output.
+
+        Returns:
+            Tensor: the replacement output.
+        """
+        return output
+
+    # -- Captum's two-pass machinery ---------------------------------------------------------
+    def forward_hook(self, module: nn.Module, inputs: Any, outputs: Tensor) -> Tensor:
+        """Captum's second-pass forward hook, with the layer's rule as its gradient."""
+        inputs = cast(tuple[Tensor, ...], _format_tensor_into_tuples(inputs))
+        return super().forward_hook(module, inputs, self.modified_output(module, inputs, outputs))
+
+    def _manipulate_weights(self, module: nn.Module, inputs: Any, outputs: Any) -> None:
+        # Weights are never changed in place: the modified output carries the rule.
+        return None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(stabilizer={self.stabilizer:g})"
+
+
+class ZPlusRule(VideoLRPRule):
+    r"""The z+ rule of deep Taylor decomposition for Conv1d/2d/3d and Linear layers.
+
+    ``R_i = sum_j x_i w+_ij / sum_i' x_i' w+_i'j * R_j``, biases ignored, so relevance is
+    conserved exactly (up to neurons whose denominator is zero). Inputs that can be negative
+    are handled as Zennit's ``ZPlus`` / alpha=1, beta=0 does: the negative parts of inputs pair
+    with the negative weights. With non-negative inputs this is Captum's ``Alpha1_Beta0_Rule``
+    with ``set_bias_to_zero=True``.
+
+    Args:
+        stabilizer (float, optional): ``eps`` of the denominators. Default: 1e-6
+
+    Returns:
+        A rule for Conv and Linear layers.
+
+    Example::
+
+        >>> from captum.attr import LRP
+        >>> model = nn.Sequential(nn.Conv3d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2))
+        >>> for m in (model[0], model[3]):
+        ...     m.rule = ZPlusRule()
+        >>> model[2].rule = ProportionalRule()
+        >>> LRP(model).attribute(torch.rand(1, 3, 3, 3, 3), target=0).shape
+        torch.Size([1, 3, 3, 3, 3])
+    """
+
+    def modified_output(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+        x = inputs[0]
+        weight = cast(Tensor, module.weight).detach()
+        if bool((x < 0).any()):
+            z = _forward_with(module, x.clamp(min=0), weight.clamp(min=0)) + _forward_with(
+                module, x.clamp(max=0), weight.clamp(max=0)
+            )
+        else:  # the common case after a ReLU: one extra linear map
+            z = _forward_with(module, x, weight.clamp(min=0))
+        return _rescaled(z, output, self.stabilizer)
+
+
+class ZEpsilonRule(VideoLRPRule):
+    r"""The epsilon rule ``R_i = sum_j x_i w_ij / (z_j + eps sign z_j) * R_j`` (bias in ``z``).
+
+    Unlike Captum's ``EpsilonRule`` it also works as a modified gradient (for
+    :class:`DeepTaylor3D`) and costs no extra forward there.
+
+    Args:
+        stabilizer (float, optional): ``eps``. Default: 1e-6
+
+    Returns:
+        A rule for Conv and Linear layers.
+
+    Example::
+
+        >>> lin = nn.Linear(4, 2)
+        >>> out = ZEpsilonRule(0.1).modified_output(lin, (torch.rand(1, 4),), lin(torch.rand(1, 4)))
+        >>> out.shape
+        torch.Size([1, 2])
+    """
+
+    def modified_output(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+        return _rescaled(output, output, self.stabilizer)
+
+
+class ZBRule(VideoLRPRule):
+    r"""The z^B (bounded-input) rule of deep Taylor decomposition, for the first layer.
+
+    ``z_j = sum_i x_i w_ij - l_i w+_ij - h_i w-_ij`` and
+    ``R_i = x_i (W s)_i - l_i (W+ s)_i - h_i (W- s)_i`` with ``s = R / z``, for inputs known to
+    lie in ``[l, h]`` (per channel). Biases are ignored, so relevance is conserved. Use
+    :func:`bounds_from_normalization` for normalised inputs.
+
+    As a modified gradient the ``l`` and ``h`` terms come out as the gradients of two extra leaf
+    tensors (:attr:`bound_leaves`, set by the last :meth:`modified_output` call); the relevance
+    of the input is ``x * dx + l * dl + h * dh``. Under Captum's ``LRP`` the input hook adds
+    those terms itself.
+
+    Args:
+        low (float, sequence or Tensor): lowest input value, scalar or per channel.
+        high (float, sequence or Tensor): highest input value, scalar or per channel.
+        stabilizer (float, optional): ``eps`` of the denominators. Default: 1e-6
+
+    Returns:
+        A rule for Conv and Linear layers.
+
+    Example::
+
+        >>> rule = ZBRule(*bounds_from_normalization([0.45] * 3, [0.225] * 3))
+        >>> rule.low.shape
+        torch.Size([3])
+    """
+
+    def __init__(
+        self,
+        low: float | Sequence[float] | Tensor = 0.0,
+        high: float | Sequence[float] | Tensor = 1.0,
+        stabilizer: float = 1e-6,
+    ) -> None:
+        super().__init__(stabilizer)
+        self.low = torch.as_tensor(low, dtype=torch.float32).detach().flatten()
+        self.high = torch.as_tensor(high, dtype=torch.float32).detach().flatten()
+        if self.low.shape != self.high.shape:
+            raise ValueError(
+                f"low and high need the same number of channels, got {self.low.numel()} "
+                f"and {self.high.numel()}"
+            )
+        if bool((self.low > self.high).any()):
+            raise ValueError(f"need low <= high, got low={self.low.tolist()}, high={self.high.tolist()}")
+        self.bound_leaves: tuple[Tensor, Tensor] | None = None
+        self._captum_state: dict[str, Any] = {}
+
+    def bound_tensors(self, module: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``l`` and ``h`` broadcast to the shape of ``x`` (per channel along its channel axis)."""
+        dim = _channel_dim(module) % x.dim()
+        channels = x.shape[dim]
+        if self.low.numel() not in (1, channels):
+            raise ValueError(
+                f"z^B bounds have {self.low.numel()} channels but the first layer's input has "
+                f"{channels} (shape {tuple(x.shape)})"
+            )
+        shape = [1] * x.dim()
+        shape[dim] = -1 if self.low.numel() > 1 else 1
+        low = self.low.to(x).view(shape).expand_as(x).contiguous()
+        high = self.high.to(x).view(shape).expand_as(x).contiguous()
+        return low, high
+
+    def _bound_term(self, module: nn.Module, low: Tensor, high: Tensor) -> Tensor:
+        # One linear map over [l, h] stacked on channels: W+ l + W- h.
+        weight = cast(Tensor, module.weight).detach()
+        dim = _channel_dim(module)
+        stacked_w = torch.cat([weight.clamp(min=0), weight.clamp(max=0)], dim=1)
+        return _forward_with(module, torch.cat([low, high], dim=dim), stacked_w)
+
+    def modified_output(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+        low, high = self.bound_tensors(module, inputs[0])
+        low.requires_grad_(True)
+        high.requires_grad_(True)
+        self.bound_leaves = (low, high)
+        z = _without_bias(module, output) - self._bound_term(module, low, high)
+        return _rescaled(z, output, self.stabilizer)
+
+    # -- Captum's two-pass machinery: add the l and h terms in the input hook ------------------
+    def forward_hook(self, module: nn.Module, inputs: Any, outputs: Tensor) -> Tensor:
+        inputs = cast(tuple[Tensor, ...], _format_tensor_into_tuples(inputs))
+        low, high = self.bound_tensors(module, inputs[0])
+        z = _without_bias(module, outputs) - self._bound_term(module, low, high)
+        z.register_hook(lambda grad: self._captum_state.__setitem__("s", grad))
+        self._captum_state.update(module=module, low=low, high=high)
+        return PropagationRule.forward_hook(self, module, inputs, _rescaled(z, outputs, self.stabilizer))
+
+    def _create_backward_hook_input(self, inputs: Tensor) -> Any:
+        def _backward_hook_input(grad: Tensor) -> Tensor:
+            state = self._captum_state
+            low, high = (t.detach().requires_grad_(True) for t in (state["low"], state["high"]))
+            with torch.enable_grad():
+                term = self._bound_term(state["module"], low, high)
+                d_low, d_high = torch.autograd.grad(term, (low, high), state["s"])
+            relevance = grad * inputs - low.detach() * d_low - high.detach() * d_high
+            self.relevance_input[grad.device] = relevance.data
+            grad.replace_out = relevance  # type: ignore[attr-defined]  # read by Captum's ReLU hook
+            return relevance
+
+        return _backward_hook_input
+
+    def __repr__(self) -> str:
+        return f"ZBRule(low={self.low.tolist()}, high={self.high.tolist()})"
+
+
+class ProportionalRule(VideoLRPRule):
+    r"""Pooling and sums: relevance goes to the inputs in proportion to their values.
+
+    For max pooling, ``R_i = x_i / sum_{i' in window(j)} x_i' * R_j`` over each window (the
+    2020+ torchexplain and iNNvestigate form). For average pooling, adaptive average pooling and
+    additions (Captum's ``Addition_Module`` of a canonized residual block) that is the plain
+    gradient, so no hook is needed there.
+
+    Args:
+        stabilizer (float, optional): ``eps`` of the denominators. Default: 1e-6
+
+    Returns:
+        A rule for pooling layers and additions.
+
+    Example::
+
+        >>> pool = nn.MaxPool3d(2)
+        >>> x = torch.rand(1, 1, 2, 2, 2, requires_grad=True)
+        >>> out = ProportionalRule().modified_output(pool, (x,), pool(x))
+        >>> relevance = x * torch.autograd.grad(out.sum(), x)[0]
+        >>> torch.allclose(relevance.sum(), out.sum())
+        True
+    """
+
+    def needs_hook(self, module: nn.Module) -> bool:
+        return isinstance(module, (*_MAX_POOLS, *_ADAPTIVE_MAX_POOLS))
+
+    def modified_output(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+        x = inputs[0]
+        if isinstance(module, _MAX_POOLS):
+            if module.dilation not in (1, (1,) * (x.dim() - 2)):
+                raise ValueError("ProportionalRule does not support dilated max pooling")
+            avg = {3: F.avg_pool1d, 4: F.avg_pool2d, 5: F.avg_pool3d}[x.dim()]
+            z = avg(x, module.kernel_size, module.stride, module.padding, module.ceil_mode, True)
+        elif isinstance(module, _ADAPTIVE_MAX_POOLS):
+            adaptive = {3: F.adaptive_avg_pool1d, 4: F.adaptive_avg_pool2d, 5: F.adaptive_avg_pool3d}
+            z = adaptive[x.dim()](x, module.output_size)
+        else:
+            return output
+        return _rescaled(z, output, self.stabilizer)
+
+
+class WinnerTakeAllRule(VideoLRPRule):
+    r"""Max pooling: all relevance of a window goes to its maximum (the April 2019 form used
+    in the deep-Taylor video paper). That is the plain gradient; under Captum's ``LRP`` it is
+    Captum's epsilon rule on the pooling layer.
+
+    Args:
+        stabilizer (float, optional): ``eps`` used by Captum's machinery. Default: 1e-6
+
+    Returns:
+        A rule for max-pooling layers.
+
+    Example::
+
+        >>> WinnerTakeAllRule().needs_hook(nn.MaxPool3d(2))
+        False
+    """
+
+    def needs_hook(self, module: nn.Module) -> bool:
+        return False
+
+
+class PassRule(VideoLRPRule):
+    r"""Element-wise layers (activations, BatchNorm after fusion): relevance passes unchanged,
+    ``R_in = R_out``. For ReLU that is the plain gradient (no hook is needed).
+
+    Args:
+        stabilizer (float, optional): ``eps`` of the ``y / x`` ratio. Default: 1e-6
+
+    Returns:
+        A rule for element-wise layers.
+
+    Example::
+
+        >>> PassRule().needs_hook(nn.ReLU()), PassRule().needs_hook(nn.GELU())
+        (False, True)
+    """
+
+    def needs_hook(self, module: nn.Module) -> bool:
+        return not isinstance(module, nn.ReLU)
+
+    def modified_output(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+        x = inputs[0]
+        if x.shape != output.shape:
+            raise ValueError(
+                f"PassRule needs an element-wise layer, {type(module).__name__} maps "
+                f"{tuple(x.shape)} to {tuple(output.shape)}"
+            )
+        return _rescaled(x, output, self.stabilizer)
+
+
+def is_batch_norm(module: nn.Module) -> bool:
+    """Whether ``module`` is a BatchNorm layer (any dimension)."""
+    return isinstance(module, _BatchNorm)
