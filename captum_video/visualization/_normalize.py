@@ -56,7 +56,10 @@ def apply_sign(volume: np.ndarray, sign: str) -> np.ndarray:
 
 
 def _normalize_frames_separately(volume: np.ndarray, **kwargs: Any) -> np.ndarray:
-    return np.stack([normalize_video_attr(frame[None], **kwargs)[0] for frame in volume])
+    with warnings.catch_warnings():
+        # empty frames are normal in a clip; only an empty clip deserves the warning
+        warnings.filterwarnings("ignore", message="the .* relevance of this clip is zero")
+        return np.stack([normalize_video_attr(frame[None], **kwargs)[0] for frame in volume])
 
 
 def normalize_video_attr(
@@ -121,6 +124,11 @@ def normalize_video_attr(
             f"the {sign} relevance of this clip is zero everywhere; drawing zeros", stacklevel=2
         )
         return np.zeros_like(volume)
+    if mode == "percentile" and outlier_perc == 0:
+        # No outliers means the threshold is the largest magnitude. Captum's
+        # _cumulative_sum_threshold(v, 100) can raise IndexError here, because
+        # cum[-1] * 0.01 * 100 may round above cum[-1] (e.g. 64 values of float32 0.1).
+        mode = "max"
     if mode == "percentile":
         # Captum's own normaliser, called once on the whole volume (it is shape-agnostic).
         # Its "tiny threshold" warning is noise here: relevance scales are arbitrary.

@@ -123,7 +123,7 @@ def write_video(
     path: str | os.PathLike,
     fps: float = 8.0,
     video: Any = None,
-    method: str = "blended_heat_map",
+    method: str | None = None,
     sign: str = "absolute_value",
     outlier_perc: int | float = 2,
     cmap: str | Colormap | None = None,
@@ -151,8 +151,10 @@ def write_video(
         fps (float, optional): frames per second. Default: 8.0
         video (Tensor or ndarray, optional): the clip ``(C, T, H, W)`` in ``[0, 1]``, for
             relevance input. Without it only ``method="heat_map"`` can be drawn. Default: None
-        method, sign, outlier_perc, cmap, alpha_overlay: Captum-style drawing of relevance
-            input, see :func:`overlay_frames`.
+        method (str, optional): Captum visualisation method for relevance input; None means
+            ``blended_heat_map`` with ``video`` and ``heat_map`` without. Default: None
+        sign, outlier_perc, cmap, alpha_overlay: Captum-style drawing of relevance input,
+            see :func:`overlay_frames`.
         side_by_side_original (bool, optional): put the original clip left of the overlay
             (relevance input with ``video`` only). Default: True
         scale (int, optional): integer nearest-neighbour up-scaling, e.g. 4 for 32x32
@@ -194,6 +196,8 @@ def write_video(
             )
         frames = _flatten_alpha(frames_or_attr)
     elif isinstance(frames_or_attr, (torch.Tensor, np.ndarray)):
+        if method is None:
+            method = "heat_map" if video is None else "blended_heat_map"
         rendered = overlay_frames(
             frames_or_attr,
             video,

@@ -219,7 +219,7 @@ def visualize_video_attr_multiple(
     methods: Sequence[str],
     signs: Sequence[str],
     titles: Sequence[str] | None = None,
-    frames: Sequence[int] | int | None = 8,
+    frames: Sequence[int] | int | None = None,
     fig_size: tuple[float, float] | None = None,
     use_pyplot: bool = True,
     **kwargs: Any,
@@ -237,7 +237,8 @@ def visualize_video_attr_multiple(
         methods (sequence of str): Captum visualisation methods, one per row.
         signs (sequence of str): sign names, one per row.
         titles (sequence of str, optional): row labels, drawn left of each row. Default: None
-        frames (sequence of int or int, optional): frames shown in every row. Default: 8
+        frames (sequence of int or int, optional): frames shown in every row; None shows up
+            to 8 evenly spaced frames. Default: None
         fig_size (tuple, optional): figure size in inches. Default: None (from the grid)
         use_pyplot (bool, optional): as in :func:`visualize_video_attr`. Default: True
         **kwargs: ``outlier_perc``, ``cmap``, ``alpha_overlay``, ``show_colorbar`` (one bar
@@ -269,7 +270,7 @@ def visualize_video_attr_multiple(
             f"unexpected keyword arguments {sorted(unknown)}; allowed: {sorted(allowed)}"
         )
     num_frames = attr_volume(attrs[0]).shape[0]
-    indices = select_frames(num_frames, frames)
+    indices = select_frames(num_frames, frames, max_frames=8)
     fig, grid = _make_axes(len(methods), len(indices), fig_size, use_pyplot)
     for row, (row_attr, method, sign) in enumerate(zip(attrs, methods, signs, strict=True)):
         visualize_video_attr(

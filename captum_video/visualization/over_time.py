@@ -144,10 +144,11 @@ def plot_relevance_over_time(
     named = _as_named(attrs, labels)
     if not named:
         raise ValueError("attrs is empty; pass at least one attribution")
-    curves = np.stack([relevance_over_time(a, sign, normalize) for _, a in named])
-    lengths = {attr_volume(a).shape[0] for _, a in named}
+    curve_list = [relevance_over_time(a, sign, normalize) for _, a in named]
+    lengths = {len(curve) for curve in curve_list}
     if len(lengths) != 1:
         raise ValueError(f"the attributions cover different numbers of frames: {sorted(lengths)}")
+    curves = np.stack(curve_list)
     num_frames = curves.shape[1]
     frames_rgb = None
     if video is not None:

@@ -82,7 +82,7 @@ def _composite(
 
 def _crop(stacks: np.ndarray) -> np.ndarray:
     """Cut ``(..., H, W, 4)`` composites to the box holding any visible pixel."""
-    visible = stacks[..., 3].reshape(-1, *stacks.shape[-3:-1]).any(axis=0)
+    visible: np.ndarray = np.any(stacks[..., 3].reshape(-1, *stacks.shape[-3:-1]), axis=0)
     rows, cols = np.flatnonzero(visible.any(axis=1)), np.flatnonzero(visible.any(axis=0))
     if rows.size == 0:
         return stacks
