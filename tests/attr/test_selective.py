@@ -339,6 +339,20 @@ def test_wrapping_gradcam_tube_when_available(demo_model, clips_and_labels) -> N
     torch.testing.assert_close(selected, selective_relevance(plain)[0])
 
 
+def test_wrapping_deep_taylor_when_available(demo_model, motion_batch) -> None:
+    # DTD is the base explainer of Hiley et al.'s code; the selected map must move its mass
+    # onto the moving object here too.
+    lrp = pytest.importorskip("captum_video.attr._lrp.deep_taylor", reason="DeepTaylor3D (issue 4)")
+    clips, labels, masks = motion_batch
+    method = lrp.DeepTaylor3D(demo_model)
+    snapshot = model_snapshot(demo_model)
+    selected = SelectiveRelevance(method).attribute(clips[:4], target=labels[:4])
+    plain = method.attribute(clips[:4], target=labels[:4])
+    torch.testing.assert_close(selected, selective_relevance(plain)[0])
+    assert (mass_on(selected, masks[:4]) > mass_on(plain, masks[:4])).all()
+    assert_model_unchanged(snapshot, demo_model)
+
+
 # -- on the demo model -----------------------------------------------------------------------------
 
 
