@@ -71,9 +71,13 @@ def add_relevance_clip(
             float in ``[0, 1]`` or ``uint8``. Float clips outside ``[0, 1]`` (normalised inputs)
             are min-max rescaled for display and the header says ``video_rescaled: true``;
             un-normalise them yourself for faithful colours.
-        attribution (Tensor): relevance for ``video``: ``(C', T', H', W')``,
-            ``(1, C', T', H', W')`` or ``(T', H', W')``. Channels are summed; a different
-            ``(T', H', W')`` (e.g. a layer map) is up-sampled to the clip.
+        attribution (Tensor or SpatioTemporalRelevance): relevance for ``video``:
+            ``(C', T', H', W')``, ``(1, C', T', H', W')`` or ``(T', H', W')``. Channels are
+            summed; a different ``(T', H', W')`` (e.g. a layer map) is up-sampled to the clip.
+            The named tuple returned by
+            :class:`~captum_video.attr.SpatioTemporalSplit` (for one clip) is unpacked: its
+            ``joint`` field is the attribution and its ``spatial`` and ``temporal`` fields
+            become parts, as if passed in ``extra``.
         global_step (int, optional): the step; ``None`` writes step 0. Default: None
         target (int, str or Tensor, optional): the explained class: an index (int or one-element
             tensor) or a label. Default: None
@@ -133,9 +137,15 @@ def add_relevance_clip(
     frames_u8, rescaled = _video_frames(video)  # (T, H, W, C) uint8
     num_frames, height, width, channels = frames_u8.shape
     size = (num_frames, height, width)
+    extra = dict(extra or {})
+    fields = getattr(attribution, "_fields", None)
+    if isinstance(fields, tuple) and "joint" in fields:  # a SpatioTemporalRelevance
+        named = attribution._asdict()
+        extra = {**{k: v for k, v in named.items() if k != "joint"}, **extra}
+        attribution = named["joint"]
     parts = {"joint": _relevance_map(attribution, "attribution", size)}
     info: dict[str, Any] = {}
-    for key, value in (extra or {}).items():
+    for key, value in extra.items():
         if isinstance(value, Tensor):
             if not isinstance(key, str) or not _PART_NAME.match(key) or key in _RESERVED:
                 raise ValueError(

@@ -457,6 +457,8 @@ function drawCurve() {
   context.fillStyle = MARKER;
   context.fillRect(Math.round(xOf(state.frame)) - 1, top, 2, height);
 
+  // The selected part last, so it is drawn on top of the others.
+  series.sort(([a], [b]) => (a === state.part) - (b === state.part));
   for (const [name, ys] of series) {
     const selected = name === state.part;
     context.strokeStyle = selected ? '#1565c0' : 'rgba(120, 120, 120, 0.45)';

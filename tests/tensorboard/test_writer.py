@@ -285,3 +285,31 @@ def test_writer_and_tag_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="tag"):
         add_relevance_clip(writer, "", _clip(), torch.rand(3, T, H, W))
     writer.close()
+
+
+def test_spatio_temporal_split_result_is_unpacked_into_parts(
+    tmp_path: Path, demo_model: torch.nn.Module, motion_batch
+) -> None:
+    from captum.attr import Saliency
+
+    from captum_video.attr import SpatioTemporalSplit
+
+    clips, labels, _ = motion_batch
+    split = SpatioTemporalSplit(Saliency(demo_model)).attribute(
+        clips[:1], target=int(labels[0]), abs=False
+    )
+    header, blobs, _ = _write(
+        tmp_path, "t", clips[:1], split, target=int(labels[0]), extra={"epoch": 3}
+    )
+    assert header["parts"] == ["joint", "spatial", "temporal"]
+    assert header["info"] == {"epoch": 3}
+    for name in header["parts"]:
+        expected = getattr(split, name)[0].sum(0).double().sum((1, 2))
+        np.testing.assert_allclose(header["curves"][name]["sum"], expected, rtol=1e-4, atol=1e-9)
+    # spatial + temporal = joint, so the curves add up too.
+    np.testing.assert_allclose(
+        np.add(header["curves"]["spatial"]["sum"], header["curves"]["temporal"]["sum"]),
+        header["curves"]["joint"]["sum"],
+        rtol=1e-4,
+        atol=1e-6,
+    )
