@@ -85,9 +85,14 @@ def _key_frames(curves: np.ndarray, key_frames: Any, num_key_frames: int) -> lis
         if key_frames == "even":
             return select_frames(num_frames, min(num_key_frames, num_frames))
         if key_frames == "peaks":
-            total = np.abs(curves).sum(axis=0)
-            top = np.argsort(-total, kind="stable")[: min(num_key_frames, num_frames)]
-            return sorted(int(i) for i in top)
+            # Most relevant frames first, skipping neighbours of chosen ones so the
+            # thumbnails do not shrink to slivers: at least T / (k + 1) frames apart.
+            gap = max(1, round(num_frames / (num_key_frames + 1)))
+            chosen: list[int] = []
+            for i in np.argsort(-np.abs(curves).sum(axis=0), kind="stable"):
+                if len(chosen) < num_key_frames and all(abs(i - c) >= gap for c in chosen):
+                    chosen.append(int(i))
+            return sorted(chosen)
         raise ValueError(
             f"key_frames must be 'even', 'peaks' or a list of frame indices, got {key_frames!r}"
         )
@@ -121,7 +126,8 @@ def plot_relevance_over_time(
         normalize (str or None, optional): ``"sum"``, ``"max"`` or None, see
             :func:`relevance_over_time`. Default: ``"sum"``
         key_frames (str or sequence of int, optional): ``"even"`` (evenly spaced),
-            ``"peaks"`` (the frames with most relevance summed over methods) or explicit
+            ``"peaks"`` (the frames with most relevance summed over methods, at least
+            ``T / (num_key_frames + 1)`` frames apart) or explicit
             indices; they are marked on the curve axis too. Default: ``"even"``
         num_key_frames (int, optional): how many key frames ``"even"``/``"peaks"`` pick.
             Default: 6

@@ -40,10 +40,10 @@ def test_curves_thumbnails_and_key_frames() -> None:
     lines = [line for line in curve_ax.get_lines() if line.get_label() in ("flat", "ramp")]
     assert [line.get_label() for line in lines] == ["flat", "ramp"]
     np.testing.assert_allclose(lines[1].get_ydata(), relevance_over_time(ramp))
-    # the peaks of the summed curves are the last frames of the ramp
-    assert [thumb.get_title() for thumb in thumbs] == ["t=5", "t=6", "t=7"]
+    # the peaks of the summed curves are the last frames of the ramp, at least 8 / 4 apart
+    assert [thumb.get_title() for thumb in thumbs] == ["t=3", "t=5", "t=7"]
     # each thumbnail shows its frame and sits centred under its frame on the x axis
-    for thumb, t in zip(thumbs, [5, 6, 7], strict=True):
+    for thumb, t in zip(thumbs, [3, 5, 7], strict=True):
         pixels = axis_pixels(fig, thumb)
         expected = video[:, t].mean(0).numpy() * 255
         assert abs(pixels.mean() - expected.mean()) < 6
