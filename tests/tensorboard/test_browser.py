@@ -173,7 +173,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
                 pass
             assert time.monotonic() < deadline, "tensorboard did not serve the logdir"
             time.sleep(0.5)
-        yield url
+        yield url, logdir
     finally:
         process.terminate()
         try:
@@ -231,7 +231,8 @@ def _curve_x(t: int) -> int:
     return round(left + (t + 0.5) / T * width)
 
 
-def test_plugin_in_tensorboard(server: str, browser, tmp_path: Path) -> None:
+def test_plugin_in_tensorboard(server: tuple[str, Path], browser, tmp_path: Path) -> None:
+    url, _ = server
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
@@ -243,7 +244,7 @@ def test_plugin_in_tensorboard(server: str, browser, tmp_path: Path) -> None:
             else None
         ),
     )
-    page.goto(f"{server}/#captum_video")
+    page.goto(f"{url}/#captum_video")
     frame = page.wait_for_selector("iframe", timeout=60_000).content_frame()
     assert frame is not None and "plugin_entry.html?name=captum_video" in frame.url
     _wait_ready(frame, parts=3)
@@ -362,13 +363,52 @@ def test_plugin_in_tensorboard(server: str, browser, tmp_path: Path) -> None:
     page.close()
 
 
-def test_empty_state_when_nothing_is_logged(server: str, browser) -> None:
+def test_empty_state_when_nothing_is_logged(server: tuple[str, Path], browser) -> None:
+    url, _ = server
     page = browser.new_page()
     # The server has data; answer the plugin's listing with none, as on an empty logdir.
     page.route("**/data/plugin/captum_video/tags", lambda route: route.fulfill(json={}))
-    page.goto(f"{server}/#captum_video")
+    page.goto(f"{url}/#captum_video")
     frame = page.wait_for_selector("iframe", timeout=60_000).content_frame()
     frame.wait_for_function("document.body.dataset.status === 'empty'", timeout=30_000)
     assert frame.is_visible("#empty") and not frame.is_visible("#viewer")
     assert "No relevance clips logged yet" in frame.text_content("#empty")
+    page.close()
+
+
+def test_reload_finds_new_steps_and_keeps_the_selection(server: tuple[str, Path], browser) -> None:
+    url, logdir = server
+    page = browser.new_page()
+    page.goto(f"{url}/#captum_video")
+    frame = page.wait_for_selector("iframe", timeout=60_000).content_frame()
+    _wait_ready(frame, parts=3)
+    frame.select_option("#step", "0")
+    frame.wait_for_function("document.querySelector('#step').value === '0'")
+    _wait_ready(frame, parts=3)
+    frame.fill("#frame", "2")
+    frame.wait_for_function("document.body.dataset.frame === '2'")
+
+    writer = SummaryWriter(str(logdir / "run_a"))  # a new step arrives while we watch
+    parts = _moving_parts()
+    add_relevance_clip(
+        writer, "relevance/moving", _video("run_a", "relevance/moving", 2), parts["joint"], 2
+    )
+    writer.close()
+    deadline = time.monotonic() + 60
+    while (
+        b'"max_step": 2'
+        not in urllib.request.urlopen(f"{url}/data/plugin/captum_video/tags").read()
+    ):
+        assert time.monotonic() < deadline, "tensorboard did not pick up the new step"
+        time.sleep(0.5)
+
+    page.click("app-header-reload button.reload-button")  # TensorBoard's own reload button
+    frame.wait_for_function(
+        "Array.from(document.querySelectorAll('#step option')).map(o => o.value).includes('2')",
+        timeout=30_000,
+    )
+    assert frame.eval_on_selector("#step", "s => s.value") == "0"
+    assert frame.evaluate("document.body.dataset.frame") == "2"
+    bg = background("run_a", "relevance/moving", 0, 2)
+    assert _pixel(frame, "original", 0, 0)[:3] == list(bg)
     page.close()
