@@ -1,0 +1,111 @@
+"""Canonizers: same function while applied, exact restoration afterwards (also on error)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from captum.attr._utils.custom_modules import Addition_Module
+from torch import nn
+
+from captum_video.attr import (
+    Canonizer,
+    MergeBatchNorm,
+    NoInplaceReLU,
+    ResidualAddCanonizer,
+    canonized,
+    default_canonizers,
+)
+from captum_video.models import R2Plus1DSmall, load_torchvision_model
+from tests.helpers import assert_model_unchanged, model_snapshot
+
+
+def randomize_batch_norm(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BatchNorm non-trivial running statistics and affine parameters."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+    return model.eval()
+
+
+def _storage(model: nn.Module) -> dict[str, int]:
+    return {k: v.data_ptr() for k, v in [*model.named_parameters(), *model.named_buffers()]}
+
+
+@pytest.mark.parametrize("name", ["r3d_18", "r2plus1d_18", "small"])
+def test_canonized_model_computes_the_same_and_is_restored(name: str) -> None:
+    if name == "small":
+        model = randomize_batch_norm(R2Plus1DSmall())
+    else:
+        model = randomize_batch_norm(load_torchvision_model(name, num_classes=4))
+    x = torch.rand(1, 3, 4, 24, 24)
+    with torch.no_grad():
+        expected = model(x)
+    before, ptrs = model_snapshot(model), _storage(model)
+    with canonized(model) as same:
+        assert same is model
+        bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        assert bns and all(float(bn.eps) == 0.0 for bn in bns)  # every BN was folded
+        adds = [m for m in model.modules() if isinstance(m, Addition_Module)]
+        assert len(adds) == (3 if name == "small" else 8)
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-5)
+    assert_model_unchanged(before, model)
+    assert _storage(model) == ptrs  # the very same tensors are back, not copies
+    with torch.no_grad():
+        assert torch.equal(model(x), expected)
+
+
+def test_restored_when_the_block_raises() -> None:
+    model = randomize_batch_norm(R2Plus1DSmall())
+    before = model_snapshot(model)
+    with pytest.raises(RuntimeError, match="boom"):
+        with canonized(model):
+            raise RuntimeError("boom")
+    assert_model_unchanged(before, model)
+
+
+def test_partial_application_is_undone() -> None:
+    class Failing(Canonizer):
+        def apply(self, model, undo):
+            raise RuntimeError("canonizer failed")
+
+    model = randomize_batch_norm(R2Plus1DSmall())
+    before = model_snapshot(model)
+    with pytest.raises(RuntimeError, match="canonizer failed"):
+        with canonized(model, [*default_canonizers(), Failing()]):
+            pass
+    assert_model_unchanged(before, model)
+
+
+def test_training_batch_norm_is_refused_and_model_kept() -> None:
+    model = R2Plus1DSmall().train()
+    before = model_snapshot(model)
+    with pytest.raises(ValueError, match="model.eval"):
+        with canonized(model, [MergeBatchNorm()]):
+            pass
+    assert_model_unchanged(before, model)
+
+
+def test_bias_free_conv_gets_a_temporary_bias() -> None:
+    model = randomize_batch_norm(nn.Sequential(nn.Conv3d(2, 3, 1, bias=False), nn.BatchNorm3d(3)))
+    x = torch.rand(1, 2, 2, 3, 3)
+    with canonized(model, [MergeBatchNorm()]):
+        assert model[0].bias is not None
+        torch.testing.assert_close(model(x), model[0](x))
+    assert model[0].bias is None and "bias" not in dict(model[0].named_parameters())
+
+
+def test_residual_canonizer_and_inplace_relu() -> None:
+    model = load_torchvision_model("r3d_18", num_classes=2)
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    assert any(r.inplace for r in relus)
+    with canonized(model, [ResidualAddCanonizer(), NoInplaceReLU()]):
+        assert not any(r.inplace for r in relus)
+        assert "forward" in vars(model.layer1[0])
+    assert any(r.inplace for r in relus)
+    assert "forward" not in vars(model.layer1[0])
