@@ -6,5 +6,14 @@ Every method takes clips ``(N, C, T, H, W)`` and returns input-shaped relevance 
 
 from captum_video.attr._common import reduce_channels, upsample_to_input
 from captum_video.attr._selective import SelectiveRelevance, selective_relevance
+from captum_video.attr._temporal import TemporalMask, TemporalOcclusion, frame_curve
 
-__all__ = ["reduce_channels", "upsample_to_input", "SelectiveRelevance", "selective_relevance"]
+__all__ = [
+    "reduce_channels",
+    "upsample_to_input",
+    "SelectiveRelevance",
+    "selective_relevance",
+    "TemporalOcclusion",
+    "TemporalMask",
+    "frame_curve",
+]

@@ -16,8 +16,10 @@ from captum_video.metrics.localization import (
 )
 from captum_video.metrics.motion import flow_agreement, spatial_bias
 from captum_video.metrics.sanity import SanityResult, randomization_sanity, spearman_correlation
+from captum_video.metrics.temporal import temporal_sensitivity
 
 __all__: list[str] = [
+    "temporal_sensitivity",
     "AOPCResult",
     "CausalCurve",
     "aopc",
