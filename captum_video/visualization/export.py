@@ -2,8 +2,8 @@
 
 Codec availability depends on the OpenCV build. The ``opencv-python`` wheels write MP4 only
 as MPEG-4 Part 2 (``mp4v``), which browsers do not play; H.264 (``avc1``) needs an OpenCV
-built against an H.264 encoder (e.g. conda-forge). They do write WebM with VP9/VP8 (``VP90``,
-``VP80``), which every major browser plays, so ``.webm`` is the format for the web and the
+built against an H.264 encoder (e.g. conda-forge). They do write WebM with VP8/VP9 (``VP80``,
+``VP90``), which every major browser plays, so ``.webm`` is the format for the web and the
 TensorBoard plugin. GIFs are written with Pillow (a matplotlib dependency) and play anywhere.
 """
 
@@ -28,7 +28,9 @@ __all__ = ["write_video", "VIDEO_CODECS"]
 #: FourCC codes tried in order for each container written through OpenCV.
 VIDEO_CODECS: dict[str, tuple[str, ...]] = {
     ".mp4": ("avc1", "mp4v"),
-    ".webm": ("VP90", "VP80"),
+    # VP8 first: it encodes about 3x faster than VP9 through OpenCV's libvpx defaults, and
+    # both play in every major browser.
+    ".webm": ("VP80", "VP90"),
     ".avi": ("MJPG",),
 }
 _BROWSER_PLAYABLE = {"avc1", "VP90", "VP80"}
@@ -82,7 +84,7 @@ def _open_writer(
         f"cannot write {path.name}: this OpenCV build ({cv2.__version__}) has no encoder for "
         f"FourCC {' or '.join(repr(c) for c in codecs)} in {path.suffix} files. Missing "
         f"codec: {codecs[0]}. Write one of {alternatives} instead (the opencv-python wheels "
-        "write .webm with VP90/VP80 and .mp4 only with mp4v), or install an OpenCV built "
+        "write .webm with VP80/VP90 and .mp4 only with mp4v), or install an OpenCV built "
         "with that encoder."
     )
 
@@ -108,7 +110,10 @@ def _write_gif(frames: np.ndarray, path: Path, fps: float) -> None:
         from PIL import Image
     except ImportError as error:  # pragma: no cover - Pillow comes with matplotlib
         raise RuntimeError("writing .gif needs Pillow: pip install pillow") from error
-    images = [Image.fromarray(frame) for frame in frames]
+    # Fast-octree palettes: Pillow's default median cut is ~40x slower on video frames.
+    images = [
+        Image.fromarray(frame).quantize(256, method=Image.Quantize.FASTOCTREE) for frame in frames
+    ]
     images[0].save(
         path,
         save_all=True,
@@ -146,7 +151,7 @@ def write_video(
             ``(C, T, H, W)`` or ``(T, H, W)``.
         path (str or PathLike): output file; the suffix picks the format: ``.mp4`` (H.264
             ``avc1`` when OpenCV has it, else ``mp4v``, which browsers do not play),
-            ``.webm`` (VP9, else VP8; browser-playable), ``.gif`` (Pillow) or ``.avi``
+            ``.webm`` (VP8, else VP9; browser-playable), ``.gif`` (Pillow) or ``.avi``
             (MJPG). Parent folders are created.
         fps (float, optional): frames per second. Default: 8.0
         video (Tensor or ndarray, optional): the clip ``(C, T, H, W)`` in ``[0, 1]``, for
@@ -226,7 +231,7 @@ def write_video(
     if suffix == ".mp4" and used not in _BROWSER_PLAYABLE:
         warnings.warn(
             f"{out.name} is MPEG-4 Part 2 ({used}): this OpenCV build has no H.264 encoder "
-            "and browsers will not play it; write .webm (VP9) for the browser",
+            "and browsers will not play it; write .webm (VP8/VP9) for the browser",
             stacklevel=2,
         )
     return out

@@ -81,7 +81,7 @@ def test_codec_missing_error_names_it(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match=r"no encoder for FourCC 'ZZZZ'.*Missing codec: ZZZZ"):
         write_video(attr, tmp_path / "x.avi", video=video, codec="ZZZZ")
     assert not (tmp_path / "x.avi").exists()
-    assert VIDEO_CODECS[".webm"] == ("VP90", "VP80")
+    assert set(VIDEO_CODECS[".webm"]) == {"VP80", "VP90"}
 
 
 def test_bad_arguments(tmp_path: Path) -> None:
