@@ -149,3 +149,9 @@ def test_two_hue_errors() -> None:
         two_hue_frames(attr, torch.rand(3, 8, 8), video)
     with pytest.raises(ValueError, match="never saturate"):
         two_hue_frames(attr, attr, video, spatial_hue=(1, 1, 0), temporal_hue=(1, 0, 1))
+
+
+def test_tensors_on_any_device_render_the_same(device: torch.device) -> None:
+    video, attr, _ = blob_clip(frames=2)
+    expected = overlay_frames(attr, video)
+    np.testing.assert_array_equal(overlay_frames(attr.to(device), video.to(device)), expected)
