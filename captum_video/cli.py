@@ -21,9 +21,14 @@ from torch import Tensor, nn
 from captum_video.datasets import MovingShapes
 from captum_video.explainers import EXPLAINERS, make_explainer, predict
 from captum_video.io import NORMALIZATION_PRESETS, normalize_video, read_video
-from captum_video.models import TORCHVISION_VIDEO_MODELS, load_demo_model, load_torchvision_model
+from captum_video.models import (
+    TORCHVISION_VIDEO_MODELS,
+    demo_model_info,
+    load_demo_model,
+    load_torchvision_model,
+)
 
-DEFAULT_METHOD = "saliency"
+DEFAULT_METHOD = "gradcam_tube"
 VIDEO_SUFFIXES = {".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg"}
 
 
@@ -43,8 +48,10 @@ def _write_outputs(
     summary = out / f"{name}.json"
     curve = relevance.abs().sum(dim=(0, 2, 3))  # relevance mass per frame
     summary.write_text(
-        json.dumps({**info, "relevance_per_frame": (curve / curve.sum().clamp_min(1e-12)).tolist()},
-                   indent=2)
+        json.dumps(
+            {**info, "relevance_per_frame": (curve / curve.sum().clamp_min(1e-12)).tolist()},
+            indent=2,
+        )
     )
     written.append(summary)
     return written
@@ -85,12 +92,21 @@ def _explain_and_write(
     return written, info
 
 
-def run_demo(out: Path, method: str = DEFAULT_METHOD, seed: int = 0) -> list[Path]:
+DEMO_METHODS = ("gradcam_tube", "selective_gradcam_tube", "deep_taylor")
+
+
+def run_demo(out: Path, methods: Sequence[str] = DEMO_METHODS, seed: int = 0) -> list[Path]:
     """Explain one synthetic clip with the bundled demo model and write the results.
+
+    For each method it writes the relevance tensor and a JSON summary, a browser-playable
+    ``.webm`` (original | overlay) and a ``.png`` frame grid; it also splits deep Taylor
+    relevance into spatial and temporal parts and logs everything for the TensorBoard
+    plugin under ``out/tensorboard``.
 
     Args:
         out (Path): output folder (created).
-        method (str, optional): a method of :data:`captum_video.explainers.EXPLAINERS`.
+        methods (sequence of str, optional): names from
+            :data:`captum_video.explainers.EXPLAINERS`. Default: :data:`DEMO_METHODS`
         seed (int, optional): which synthetic clip. Default: 0
 
     Returns:
@@ -100,27 +116,105 @@ def run_demo(out: Path, method: str = DEFAULT_METHOD, seed: int = 0) -> list[Pat
 
         >>> files = run_demo(Path("/tmp/captum-video-demo"))
     """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from torch.utils.tensorboard import SummaryWriter
+
+    from captum_video.attr import DeepTaylor3D, SpatioTemporalSplit
+    from captum_video.tensorboard import add_relevance_clip
+    from captum_video.visualization import visualize_video_attr, write_video
+
     model = load_demo_model("motion")
+    accuracy = demo_model_info("motion")["val_accuracy"]
     data = MovingShapes("motion", num_samples=1, seed=10_000 + seed)
     clip, label, _ = data[0]
-    print(f"model: bundled demo C3DSmall trained on MovingShapes('motion') "
-          f"(held-out accuracy {model.demo_info['val_accuracy']:.3f})")
-    print(f"clip: synthetic MovingShapes('motion') clip {tuple(clip.shape)} (C, T, H, W), "
-          f"true class {data.classes[label]!r}")
-    written, info = _explain_and_write(
-        model, clip, clip, method, None, data.classes, out, "demo",
-        {"true_label": data.classes[label], "source": "MovingShapes('motion')"},
+    print(
+        "model: bundled demo C3DSmall trained on MovingShapes('motion') "
+        f"(held-out accuracy {accuracy:.3f})"
     )
-    print(f"prediction: {info['prediction_label']!r} (p={info['probability']:.3f}); "
-          f"explained target {info['target_label']!r} with {method} in {info['seconds']:.2f}s")
+    print(
+        f"clip: synthetic MovingShapes('motion') clip {tuple(clip.shape)} (C, T, H, W), "
+        f"true class {data.classes[label]!r}"
+    )
+    with torch.no_grad():
+        logits = model(clip[None])[0]
+    written: list[Path] = []
+    with SummaryWriter(str(out / "tensorboard")) as writer:
+        for method in methods:
+            files, info = _explain_and_write(
+                model,
+                clip,
+                clip,
+                method,
+                None,
+                data.classes,
+                out,
+                f"demo_{method}",
+                {"true_label": data.classes[label], "source": "MovingShapes('motion')"},
+            )
+            relevance = torch.load(files[0], weights_only=False)["relevance"]
+            written += files
+            written.append(
+                write_video(relevance, out / f"demo_{method}.webm", fps=8, video=clip, scale=4)
+            )
+            fig, _ = visualize_video_attr(
+                relevance,
+                clip,
+                frames=8,
+                use_pyplot=False,
+                title=f"{method}: target {info['target_label']!r}",
+            )
+            fig.savefig(out / f"demo_{method}.png", dpi=80)
+            plt.close(fig)
+            written.append(out / f"demo_{method}.png")
+            add_relevance_clip(
+                writer,
+                f"demo/{method}",
+                clip,
+                relevance,
+                target=info["target"],
+                prediction=logits,
+                method=method,
+                class_names=data.classes,
+            )
+            print(
+                f"{method}: prediction {info['prediction_label']!r} "
+                f"(p={info['probability']:.3f}), explained target {info['target_label']!r} "
+                f"in {info['seconds']:.2f}s"
+            )
+        split = SpatioTemporalSplit(DeepTaylor3D(model)).attribute(
+            clip[None], target=int(logits.argmax())
+        )
+        add_relevance_clip(
+            writer,
+            "demo/deep_taylor_split",
+            clip,
+            split,
+            target=int(logits.argmax()),
+            prediction=logits,
+            method="SpatioTemporalSplit(DeepTaylor3D)",
+            class_names=data.classes,
+        )
+        spatial_mass = float(split.spatial.abs().sum())
+        temporal_mass = float(split.temporal.abs().sum())
+        share = temporal_mass / max(spatial_mass + temporal_mass, 1e-12)
+        print(
+            f"deep Taylor spatio-temporal split: the temporal (motion) part holds {share:.0%} "
+            "of |spatial| + |temporal| relevance"
+        )
+    written.append(out / "tensorboard")
+    print(
+        f"view in TensorBoard: tensorboard --logdir {out / 'tensorboard'}  (tab 'Relevance Video')"
+    )
     return written
 
 
 def _model_from_args(args: argparse.Namespace) -> tuple[nn.Module, str, Sequence[str] | None]:
     if args.model in ("demo", "demo-motion", "demo-appearance"):
         variant = "appearance" if args.model == "demo-appearance" else "motion"
-        model = load_demo_model(variant)
-        return model, "none", model.demo_info["classes"]
+        return load_demo_model(variant), "none", demo_model_info(variant)["classes"]
     model = load_torchvision_model(args.model, args.weights, num_classes=args.num_classes)
     return model, TORCHVISION_VIDEO_MODELS[args.model], None
 
@@ -155,11 +249,20 @@ def run_explain(args: argparse.Namespace) -> list[Path]:
         clip = read_video(video_path, num_frames=frames, size=size)
         model_input = normalize_video(clip, preset)
         files, info = _explain_and_write(
-            model, clip, model_input, args.method, args.target, classes, out, video_path.stem,
+            model,
+            clip,
+            model_input,
+            args.method,
+            args.target,
+            classes,
+            out,
+            video_path.stem,
             {"video": str(video_path), "model": args.model},
         )
-        print(f"{video_path.name}: prediction {info['prediction_label']!r} "
-              f"(p={info['probability']:.3f}), {args.method} of target {info['target_label']!r}")
+        print(
+            f"{video_path.name}: prediction {info['prediction_label']!r} "
+            f"(p={info['probability']:.3f}), {args.method} of target {info['target_label']!r}"
+        )
         written += files
     return written
 
@@ -170,24 +273,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="explain a synthetic clip with the bundled demo model")
     demo.add_argument("--out", default="captum-video-demo", help="output folder")
-    demo.add_argument("--method", default=DEFAULT_METHOD, choices=sorted(EXPLAINERS))
+    demo.add_argument(
+        "--method",
+        nargs="+",
+        default=list(DEMO_METHODS),
+        choices=sorted(EXPLAINERS),
+        help="one or more methods",
+    )
     demo.add_argument("--seed", type=int, default=0, help="which synthetic clip")
 
     explain = sub.add_parser("explain", help="explain real videos (files or folders)")
     explain.add_argument("videos", nargs="+", help="video files or folders of videos")
     explain.add_argument(
-        "--model", default="demo",
+        "--model",
+        default="demo",
         choices=["demo", "demo-motion", "demo-appearance", *sorted(TORCHVISION_VIDEO_MODELS)],
     )
     explain.add_argument("--weights", default=None, help="local state-dict file of the model")
     explain.add_argument("--num-classes", type=int, default=None)
     explain.add_argument("--method", default=DEFAULT_METHOD, choices=sorted(EXPLAINERS))
-    explain.add_argument("--target", type=int, default=None, help="class to explain (default: "
-                         "the prediction)")
+    explain.add_argument(
+        "--target", type=int, default=None, help="class to explain (default: the prediction)"
+    )
     explain.add_argument("--frames", type=int, default=16)
     explain.add_argument("--size", type=int, default=112)
-    explain.add_argument("--normalize", default=None, choices=sorted(NORMALIZATION_PRESETS),
-                         help="override the model's normalisation preset")
+    explain.add_argument(
+        "--normalize",
+        default=None,
+        choices=sorted(NORMALIZATION_PRESETS),
+        help="override the model's normalisation preset",
+    )
     explain.add_argument("--out", default="captum-video-explain", help="output folder")
     return parser
 
@@ -217,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, IsADirectoryError) as err:
         print(f"captum-video: error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {len(written)} files to {out}:")
+    print(f"wrote {len(written)} outputs to {out}:")
     for path in written:
         print(f"  {path.relative_to(out)}")
     return 0

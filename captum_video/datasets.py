@@ -9,7 +9,6 @@ appearance only, or on both.
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 from torch import Tensor
@@ -17,7 +16,6 @@ from torch.utils.data import Dataset
 
 __all__ = ["MovingShapes", "VARIANTS"]
 
-Variant = Literal["motion", "appearance", "mixed"]
 VARIANTS: tuple[str, ...] = ("motion", "appearance", "mixed")
 
 # RGB colours in [0, 1].
@@ -93,7 +91,7 @@ class MovingShapes(Dataset):
 
     def __init__(
         self,
-        variant: Variant = "motion",
+        variant: str = "motion",
         num_samples: int = 512,
         num_frames: int = 16,
         size: int | tuple[int, int] = 32,
@@ -209,9 +207,11 @@ class MovingShapes(Dataset):
 
         # Static distractors, placed away from the object's path where there is room.
         for _ in range(self.num_distractors):
-            d_shape = "square" if self.variant == "motion" else ("square", "disc")[
-                int(torch.randint(2, (1,), generator=g))
-            ]
+            d_shape = (
+                "square"
+                if self.variant == "motion"
+                else ("square", "disc")[int(torch.randint(2, (1,), generator=g))]
+            )
             d_colour = _WHITE if self.variant == "motion" else _GREY
             dyx = self._free_spot(g, cy, cx, side)
             d_mask = _shape_mask(d_shape, yy, xx, dyx[0].view(1, 1, 1), dyx[1].view(1, 1, 1), half)

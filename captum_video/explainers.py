@@ -13,7 +13,14 @@ import torch
 from captum.attr import IntegratedGradients, Saliency
 from torch import Tensor, nn
 
-from captum_video.attr._common import reduce_channels
+from captum_video.attr import (
+    DeepTaylor3D,
+    GradCAMTube,
+    SaliencyTube,
+    SelectiveRelevance,
+    TemporalOcclusion,
+    reduce_channels,
+)
 
 __all__ = ["EXPLAINERS", "make_explainer", "default_layer", "DEFAULT_LAYERS"]
 
@@ -71,8 +78,46 @@ def _integrated_gradients(model: nn.Module, layer: nn.Module | None) -> Explaine
     return explain
 
 
+def _gradcam_tube(model: nn.Module, layer: nn.Module | None) -> Explainer:
+    method = GradCAMTube(model, layer or default_layer(model))
+    return lambda x, target: method.attribute(x, target=target)  # type: ignore[return-value]
+
+
+def _saliency_tube(model: nn.Module, layer: nn.Module | None) -> Explainer:
+    classifier = getattr(model, "fc", None) or getattr(model, "head", None)
+    if not isinstance(classifier, nn.Module):
+        raise ValueError("saliency_tube needs a model with a linear head at .fc or .head")
+    method = SaliencyTube(model, layer or default_layer(model), classifier)
+    return lambda x, target: method.attribute(x, target=target)  # type: ignore[return-value]
+
+
+def _selective_gradcam_tube(model: nn.Module, layer: nn.Module | None) -> Explainer:
+    method = SelectiveRelevance(GradCAMTube(model, layer or default_layer(model)))
+    return lambda x, target: method.attribute(x, target=target)  # type: ignore[return-value]
+
+
+def _deep_taylor(model: nn.Module, layer: nn.Module | None) -> Explainer:
+    method = DeepTaylor3D(model)
+    return lambda x, target: reduce_channels(method.attribute(x, target=target))  # type: ignore[arg-type]
+
+
+def _temporal_occlusion(model: nn.Module, layer: nn.Module | None) -> Explainer:
+    method = TemporalOcclusion(model)
+
+    def explain(x: Tensor, target: Tensor) -> Tensor:
+        attr = method.attribute(x, target=target, window=4, stride=2, perturbations_per_eval=8)
+        return reduce_channels(attr)  # type: ignore[arg-type]
+
+    return explain
+
+
 #: Method name -> factory ``(model, layer) -> explain(clips, target)``.
 EXPLAINERS: dict[str, Callable[[nn.Module, nn.Module | None], Explainer]] = {
+    "gradcam_tube": _gradcam_tube,
+    "saliency_tube": _saliency_tube,
+    "selective_gradcam_tube": _selective_gradcam_tube,
+    "deep_taylor": _deep_taylor,
+    "temporal_occlusion": _temporal_occlusion,
     "saliency": _saliency,
     "integrated_gradients": _integrated_gradients,
 }

@@ -65,10 +65,17 @@ def optical_flow(video: Tensor, **farneback: float | int) -> Tensor:
     flow = np.zeros((n, t, 2, h, w), dtype=np.float32)
     for i in range(n):
         for j in range(t - 1):
-            field = cv2.calcOpticalFlowFarneback(
-                grey[i, j], grey[i, j + 1], None,
-                params["pyr_scale"], int(params["levels"]), int(params["winsize"]),
-                int(params["iterations"]), int(params["poly_n"]), params["poly_sigma"],
+            # OpenCV's type stubs omit None for the optional output argument.
+            field = cv2.calcOpticalFlowFarneback(  # type: ignore[call-overload]
+                grey[i, j],
+                grey[i, j + 1],
+                None,
+                params["pyr_scale"],
+                int(params["levels"]),
+                int(params["winsize"]),
+                int(params["iterations"]),
+                int(params["poly_n"]),
+                params["poly_sigma"],
                 int(params["flags"]),
             )
             flow[i, j] = field.transpose(2, 0, 1)

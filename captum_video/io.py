@@ -257,16 +257,20 @@ def sample_clips(
     return clips.view(c, len(starts), num_frames, h, w).permute(1, 0, 2, 3, 4).contiguous()
 
 
+def _preset(preset: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    if preset not in NORMALIZATION_PRESETS:
+        raise ValueError(
+            f"unknown normalisation preset {preset!r}; choose one of "
+            f"{sorted(NORMALIZATION_PRESETS)} or pass mean and std"
+        )
+    return NORMALIZATION_PRESETS[preset]
+
+
 def _stats(
     video: Tensor, preset: str | None, mean: Sequence[float] | None, std: Sequence[float] | None
 ) -> tuple[Tensor, Tensor]:
     if preset is not None:
-        if preset not in NORMALIZATION_PRESETS:
-            raise ValueError(
-                f"unknown normalisation preset {preset!r}; choose one of "
-                f"{sorted(NORMALIZATION_PRESETS)} or pass mean and std"
-            )
-        mean, std = NORMALIZATION_PRESETS[preset]
+        mean, std = _preset(preset)
     if mean is None or std is None:
         raise ValueError("pass a preset or both mean and std")
     c_dim = video.dim() - 4
@@ -363,9 +367,5 @@ def input_bounds(preset: str = "kinetics") -> tuple[Tensor, Tensor]:
         >>> low.tolist(), high.tolist()
         ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
     """
-    if preset not in NORMALIZATION_PRESETS:
-        raise ValueError(
-            f"unknown normalisation preset {preset!r}; choose one of {sorted(NORMALIZATION_PRESETS)}"
-        )
-    mean, std = (torch.tensor(v) for v in NORMALIZATION_PRESETS[preset])
+    mean, std = (torch.tensor(v) for v in _preset(preset))
     return -mean / std, (1 - mean) / std

@@ -24,6 +24,7 @@ __all__ = [
     "C3DSmall",
     "R2Plus1DSmall",
     "load_demo_model",
+    "demo_model_info",
     "demo_checkpoint_path",
     "load_torchvision_model",
     "TORCHVISION_VIDEO_MODELS",
@@ -102,7 +103,9 @@ class Conv2Plus1D(nn.Sequential):
 
     def __init__(self, cin: int, cout: int, mid: int, stride: int = 1) -> None:
         super().__init__(
-            nn.Conv3d(cin, mid, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False),
+            nn.Conv3d(
+                cin, mid, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False
+            ),
             nn.BatchNorm3d(mid),
             nn.ReLU(),
             nn.Conv3d(mid, cout, (3, 1, 1), stride=(stride, 1, 1), padding=(1, 0, 0), bias=False),
@@ -119,7 +122,9 @@ class BasicBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
         super().__init__()
         mid = (cin * cout * 27) // (cin * 9 + 3 * cout)
-        self.conv1 = nn.Sequential(Conv2Plus1D(cin, cout, mid, stride), nn.BatchNorm3d(cout), nn.ReLU())
+        self.conv1 = nn.Sequential(
+            Conv2Plus1D(cin, cout, mid, stride), nn.BatchNorm3d(cout), nn.ReLU()
+        )
         mid2 = (cout * cout * 27) // (cout * 9 + 3 * cout)
         self.conv2 = nn.Sequential(Conv2Plus1D(cout, cout, mid2), nn.BatchNorm3d(cout))
         self.relu = nn.ReLU()
@@ -158,7 +163,10 @@ class R2Plus1DSmall(nn.Module):
     """
 
     def __init__(
-        self, num_classes: int = 4, in_channels: int = 3, widths: tuple[int, int, int] = (16, 32, 32)
+        self,
+        num_classes: int = 4,
+        in_channels: int = 3,
+        widths: tuple[int, int, int] = (16, 32, 32),
     ) -> None:
         super().__init__()
         w1, w2, w3 = widths
@@ -207,9 +215,7 @@ def demo_checkpoint_path(variant: str = "motion") -> Path:
     return CHECKPOINT_DIR / f"demo_c3d_{variant}.pt"
 
 
-def load_demo_model(
-    variant: str = "motion", device: str | torch.device | None = None
-) -> nn.Module:
+def load_demo_model(variant: str = "motion", device: str | torch.device | None = None) -> nn.Module:
     """Load a bundled demo model in eval mode, with no network access.
 
     The model is a :class:`C3DSmall` trained on ``MovingShapes(variant)`` clips of
@@ -232,17 +238,39 @@ def load_demo_model(
         >>> int(model(clip[None]).argmax()) == label
         True
     """
+    ckpt = _load_demo_checkpoint(variant)
+    model = ARCHITECTURES[ckpt["arch"]](**ckpt["config"])
+    model.load_state_dict({k: v.float() for k, v in ckpt["state_dict"].items()})
+    model.demo_info = {k: v for k, v in ckpt.items() if k != "state_dict"}  # type: ignore[assignment]
+    return model.eval().to(device or "cpu")
+
+
+def demo_model_info(variant: str = "motion") -> dict[str, Any]:
+    """Metadata of a bundled demo checkpoint: classes, clip size, held-out accuracy, command.
+
+    Args:
+        variant (str, optional): ``"motion"`` or ``"appearance"``. Default: ``"motion"``
+
+    Returns:
+        dict: everything in the checkpoint except the weights.
+
+    Example::
+
+        >>> demo_model_info("motion")["classes"]
+        ['right', 'left', 'down', 'up']
+    """
+    ckpt = _load_demo_checkpoint(variant)
+    return {k: v for k, v in ckpt.items() if k != "state_dict"}
+
+
+def _load_demo_checkpoint(variant: str) -> dict[str, Any]:
     path = demo_checkpoint_path(variant)
     if not path.is_file():
         raise FileNotFoundError(
             f"no bundled demo checkpoint for variant {variant!r} at {path}; build it with "
             f"`python -m captum_video.models --train --variant {variant}`"
         )
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    model = ARCHITECTURES[ckpt["arch"]](**ckpt["config"])
-    model.load_state_dict({k: v.float() for k, v in ckpt["state_dict"].items()})
-    model.demo_info = {k: v for k, v in ckpt.items() if k != "state_dict"}  # type: ignore[assignment]
-    return model.eval().to(device or "cpu")
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 # -- torchvision models ----------------------------------------------------------------------
@@ -399,10 +427,12 @@ def train_demo_model(
     from captum_video.datasets import MovingShapes
 
     torch.manual_seed(seed)
-    train = MovingShapes(variant, num_samples=num_train, seed=seed, size=DEMO_SIZE,
-                         num_frames=DEMO_FRAMES)
-    val = MovingShapes(variant, num_samples=num_val, seed=seed + 1, size=DEMO_SIZE,
-                       num_frames=DEMO_FRAMES)
+    train = MovingShapes(
+        variant, num_samples=num_train, seed=seed, size=DEMO_SIZE, num_frames=DEMO_FRAMES
+    )
+    val = MovingShapes(
+        variant, num_samples=num_val, seed=seed + 1, size=DEMO_SIZE, num_frames=DEMO_FRAMES
+    )
     x_train, y_train, _ = train.tensors()
     x_val, y_val, _ = val.tensors()
     config: dict[str, Any] = {"num_classes": train.num_classes}
@@ -425,8 +455,10 @@ def train_demo_model(
             sched.step()
             total += loss.item() * len(idx)
         acc = evaluate(model, x_val, y_val)
-        log(f"epoch {epoch + 1}/{epochs}  loss {total / num_train:.4f}  held-out acc {acc:.3f}  "
-            f"({time.perf_counter() - t0:.0f}s)")
+        log(
+            f"epoch {epoch + 1}/{epochs}  loss {total / num_train:.4f}  held-out acc {acc:.3f}  "
+            f"({time.perf_counter() - t0:.0f}s)"
+        )
     acc = evaluate(model, x_val, y_val)
     path = Path(out) if out is not None else demo_checkpoint_path(variant)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -465,8 +497,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.train:
         parser.print_help()
         return 0
-    train_demo_model(args.variant, args.arch, num_train=args.num_train, epochs=args.epochs,
-                     seed=args.seed, out=args.out)
+    train_demo_model(
+        args.variant,
+        args.arch,
+        num_train=args.num_train,
+        epochs=args.epochs,
+        seed=args.seed,
+        out=args.out,
+    )
     return 0
 
 

