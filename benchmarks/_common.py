@@ -25,8 +25,9 @@ def sync(device: torch.device | str) -> None:
         torch.cuda.synchronize()
 
 
-def time_fn(fn: Callable[[], Any], device: torch.device | str = "cpu", repeats: int = 5,
-            warmup: int = 1) -> dict[str, float]:
+def time_fn(
+    fn: Callable[[], Any], device: torch.device | str = "cpu", repeats: int = 5, warmup: int = 1
+) -> dict[str, float]:
     """Median and min wall time of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
     for _ in range(warmup):
         fn()
@@ -76,8 +77,9 @@ def environment() -> dict[str, Any]:
     return {
         "python": sys.version.split()[0],
         "torch": torch.__version__,
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor()
-        or platform.machine(),
+        "device": torch.cuda.get_device_name()
+        if torch.cuda.is_available()
+        else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
     }
 

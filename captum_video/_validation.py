@@ -143,8 +143,12 @@ def format_video_inputs(
     assert formatted is not None
     if len(formatted) == 0:
         raise ValueError("inputs is an empty tuple; expected at least one video tensor")
-    validate_video(formatted[0], name="inputs[0]" if is_tuple else "inputs",
-                   channels=channels, min_frames=min_frames)
+    validate_video(
+        formatted[0],
+        name="inputs[0]" if is_tuple else "inputs",
+        channels=channels,
+        min_frames=min_frames,
+    )
     batch = formatted[0].shape[0]
     for i, extra in enumerate(formatted[1:], start=1):
         if not isinstance(extra, Tensor):

@@ -13,8 +13,13 @@ def model_snapshot(model: nn.Module) -> dict[str, Any]:
     return {
         "modules": [(name, type(m), id(m)) for name, m in model.named_modules()],
         "hooks": [
-            (name, len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks),
-             len(getattr(m, "_backward_pre_hooks", {})))
+            (
+                name,
+                len(m._forward_hooks),
+                len(m._forward_pre_hooks),
+                len(m._backward_hooks),
+                len(getattr(m, "_backward_pre_hooks", {})),
+            )
             for name, m in model.named_modules()
         ],
         "params": {k: (v.detach().clone(), v.requires_grad) for k, v in model.named_parameters()},

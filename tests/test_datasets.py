@@ -54,7 +54,7 @@ def test_motion_label_is_direction_and_appearance_is_shared() -> None:
 
 def test_motion_distractors_are_static_copies_of_the_object() -> None:
     clip, _, mask = MovingShapes("motion", num_samples=1, num_distractors=2, noise=0.0, seed=7)[0]
-    bright = (clip.mean(0) > 0.9)  # object and distractors are white
+    bright = clip.mean(0) > 0.9  # object and distractors are white
     static = bright.all(0)  # white in every frame: the distractors
     assert int(static.sum()) >= 2 * 25  # two static squares of ~6x6 pixels
     assert not bool((mask & static.unsqueeze(0)).any())
