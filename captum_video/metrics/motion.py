@@ -41,6 +41,13 @@ def spatial_bias(relevance: Tensor, selected: Tensor) -> Tensor:
     This is definition (a) of spec 3.6, a natural reading of "quantifies spatial bias"; it is
     **not verified** to be the metric of Hiley et al. 2020.
 
+    It is a property of the explanation as much as of the model: relevance on an object that
+    merely moves (an appearance cue carried by a moving object) is partly selected, and
+    relevance on static context a motion model checks (e.g. static look-alike distractors) is
+    removed. On the bundled demo models, Grad-CAM tubes give the motion-trained model a lower
+    value than the appearance-trained one, while Saliency, InputXGradient and DeepTaylor3D
+    give the opposite ordering; compare models with one base explainer and say which.
+
     Args:
         relevance (Tensor): explanations ``(N, C, T, H, W)``.
         selected (Tensor): their selected relevance, the same shape.

@@ -20,7 +20,9 @@ from captum.attr import (
 from torch import nn
 
 from captum_video.attr import SelectiveRelevance, selective_relevance, upsample_to_input
+from captum_video.attr._lrp.deep_taylor import DeepTaylor3D
 from captum_video.attr._selective import sobel_time_kernel
+from captum_video.attr._tubes import GradCAMTube
 from tests.helpers import assert_model_unchanged, model_snapshot
 
 
@@ -327,10 +329,9 @@ def test_inside_and_around_noise_tunnel(demo_model, clips_and_labels) -> None:
     torch.testing.assert_close(around, direct)
 
 
-def test_wrapping_gradcam_tube_when_available(demo_model, clips_and_labels) -> None:
-    tubes = pytest.importorskip("captum_video.attr._tubes", reason="GradCAMTube (issue 3)")
+def test_wrapping_gradcam_tube(demo_model, clips_and_labels) -> None:
     clips, labels = clips_and_labels
-    method = tubes.GradCAMTube(demo_model, demo_model.layer3)
+    method = GradCAMTube(demo_model, demo_model.layer3)
     selected = SelectiveRelevance(method).attribute(clips, target=labels)
     plain = method.attribute(clips, target=labels)
     if plain.shape[2:] != clips.shape[2:]:
@@ -339,12 +340,11 @@ def test_wrapping_gradcam_tube_when_available(demo_model, clips_and_labels) -> N
     torch.testing.assert_close(selected, selective_relevance(plain)[0])
 
 
-def test_wrapping_deep_taylor_when_available(demo_model, motion_batch) -> None:
+def test_wrapping_deep_taylor(demo_model, motion_batch) -> None:
     # DTD is the base explainer of Hiley et al.'s code; the selected map must move its mass
     # onto the moving object here too.
-    lrp = pytest.importorskip("captum_video.attr._lrp.deep_taylor", reason="DeepTaylor3D (issue 4)")
     clips, labels, masks = motion_batch
-    method = lrp.DeepTaylor3D(demo_model)
+    method = DeepTaylor3D(demo_model)
     snapshot = model_snapshot(demo_model)
     selected = SelectiveRelevance(method).attribute(clips[:4], target=labels[:4])
     plain = method.attribute(clips[:4], target=labels[:4])

@@ -7,6 +7,7 @@ import torch
 
 import captum_video.flow as flow_module
 from captum_video.attr import selective_relevance
+from captum_video.attr._tubes import GradCAMTube
 from captum_video.datasets import MovingShapes
 from captum_video.metrics import flow_agreement, spatial_bias
 
@@ -122,3 +123,23 @@ def test_flow_agreement_rejects_bad_input(shapes) -> None:
         flow_agreement(relevance, clips, flow_threshold=-1.0)
     with pytest.raises(ValueError, match="motion"):
         flow_agreement(relevance, clips, motion=masks[:, :8])
+
+
+# -- on the demo models --------------------------------------------------------------------------
+
+
+def test_spatial_bias_is_lower_for_the_motion_model(demo_model, appearance_model) -> None:
+    # Each model explains its own held-out task (fixed seed) with Grad-CAM tubes at layer2
+    # (T' = T / 2), Grad-CAM being one of Hiley et al.'s base explainers. The motion model's
+    # explanation must keep more of its relevance after selection than the colour model's.
+    # Checked on six data seeds at sigma 1, 2 and 3 with the same ordering; pixel-space
+    # explainers (Saliency, InputXGradient, DeepTaylor3D) do NOT give this ordering on these
+    # demo models (the motion model also puts static relevance on its identical static
+    # distractors), so the comparison is explainer-specific.
+    biases = {}
+    for variant, model in (("motion", demo_model), ("appearance", appearance_model)):
+        clips, labels, _ = MovingShapes(variant, num_samples=8, seed=4242).tensors()
+        tube = GradCAMTube(model, model.layer2).attribute(clips, target=labels)
+        selected, _, _ = selective_relevance(tube, sigma=2.0)
+        biases[variant] = spatial_bias(tube, selected)
+    assert biases["motion"].mean() < biases["appearance"].mean() - 0.02, biases
