@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -32,3 +34,16 @@ def test_ci_runs_the_readme_test_command() -> None:
 def test_constraints_pin_torch_and_torchvision() -> None:
     pins = (ROOT / "constraints.txt").read_text().splitlines()
     assert "torch==2.14.1" in pins and "torchvision==0.29.1" in pins
+
+
+def test_python_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    text = (ROOT / "README.md").read_text()
+    code = re.findall(r"```python\n(.+?)\n```", text, flags=re.S)[0]
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["tube"].shape == (1, 1, 16, 32, 32)  # type: ignore[attr-defined]
+    assert (tmp_path / "tube.webm").stat().st_size > 0
