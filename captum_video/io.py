@@ -269,6 +269,10 @@ def _preset(preset: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
 def _stats(
     video: Tensor, preset: str | None, mean: Sequence[float] | None, std: Sequence[float] | None
 ) -> tuple[Tensor, Tensor]:
+    if video.dim() not in (4, 5):
+        raise ValueError(
+            f"video must be (C, T, H, W) or (N, C, T, H, W), got shape {tuple(video.shape)}"
+        )
     if preset is not None:
         mean, std = _preset(preset)
     if mean is None or std is None:
@@ -310,10 +314,6 @@ def normalize_video(
         >>> torch.allclose(denormalize_video(normalize_video(x, "mvit"), "mvit"), x, atol=1e-6)
         True
     """
-    if video.dim() not in (4, 5):
-        raise ValueError(
-            f"video must be (C, T, H, W) or (N, C, T, H, W), got shape {tuple(video.shape)}"
-        )
     m, s = _stats(video, preset, mean, std)
     return (video - m) / s
 
@@ -340,10 +340,6 @@ def denormalize_video(
         >>> denormalize_video(torch.zeros(3, 2, 4, 4), "none").abs().max()
         tensor(0.)
     """
-    if video.dim() not in (4, 5):
-        raise ValueError(
-            f"video must be (C, T, H, W) or (N, C, T, H, W), got shape {tuple(video.shape)}"
-        )
     m, s = _stats(video, preset, mean, std)
     return video * s + m
 
