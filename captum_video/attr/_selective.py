@@ -293,7 +293,7 @@ class SelectiveRelevance(Attribution):
                 "SelectiveRelevance does not support return_convergence_delta: selection removes "
                 "relevance, so completeness no longer holds; ask the wrapped method for the delta"
             )
-        is_tuple, formatted = format_video_inputs(inputs)
+        _, formatted = format_video_inputs(inputs)
         # Check the selection arguments before paying for the wrapped attribution.
         selective_relevance(
             formatted[0].new_zeros(1, 1, 1, 1, 1), sigma, padding, signed, channel_reduction
