@@ -1,0 +1,832 @@
+r"""Explain a whole data set: batched, sharded, resumable, on one device or many.
+
+:func:`explain_dataset` streams clips through one or more attribution methods in batches on the
+model's device, computes per-clip metrics, and writes everything to *shards* in ``out_dir``::
+
+    out_dir/
+      run.json                    the configuration (a resumed run must match it)
+      shards/shard-00000.npz      attributions, (n, 1, T, H, W) per method, compressed
+      shards/shard-00000.json     per-clip metrics + a manifest (run id, rank, time)
+      summary.json                data-set summary merged from all shards (rank 0)
+      clips.csv                   one row of metrics per clip
+      report.html                 self-contained report (:mod:`captum_video.report`)
+      tensorboard/                add_relevance_clip logs of a few highlighted clips
+      clips/                      the highlighted clips as videos (original | overlay)
+
+Shard ``k`` holds the clips ``k * shard_size .. (k + 1) * shard_size - 1``; the format and its
+atomic writes are :mod:`captum_video.shards`, the summaries :mod:`captum_video.summary`. A
+rerun with the same ``out_dir`` skips done shards, so an interrupted run resumes where it
+stopped and only the clips of unfinished shards are computed again. Under ``torchrun`` every
+rank takes its own shards (``DistributedSampler`` over the shards still to do) and rank 0
+merges the summary after a barrier.
+
+Per clip: prediction, its probability, the explained target and its probability, the top-5,
+the label (when the data set gives one), the temporal sensitivity (probability drop when the
+clip is frozen or its frames shuffled, computed once per clip), and per method the per-frame
+relevance curve (share of absolute relevance in each frame), the spatial bias through
+selective relevance, and the relevance mass inside the ground-truth mask (when the data set
+gives one, as :class:`~captum_video.datasets.MovingShapes` does).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset
+from tqdm.auto import tqdm
+
+from captum_video._validation import module_device
+from captum_video.attr import reduce_channels, selective_relevance
+from captum_video.baselines import freeze, shuffle
+from captum_video.explainers import make_explainer
+from captum_video.io import normalize_video
+from captum_video.metrics import relevance_mass, spatial_bias, temporal_sensitivity
+from captum_video.shards import (
+    FORMAT_VERSION,
+    atomic_write,
+    clear_merged,
+    load_attribution,
+    load_records,
+    prepare_out_dir,
+    shard_range,
+    write_shard,
+)
+from captum_video.summary import pick_highlights, summarize, write_table
+
+__all__ = ["explain_dataset", "DatasetExplanation", "TEMPORAL_OPS"]
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_FLOAT16_MAX = float(torch.finfo(torch.float16).max)
+#: Temporal perturbations measured once per clip (names as in temporal_sensitivity).
+TEMPORAL_OPS = ("freeze", "shuffle")
+
+Explain = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass
+class DatasetExplanation:
+    """What :func:`explain_dataset` did and where it put it.
+
+    Attributes:
+        out_dir (Path): the output folder.
+        summary (dict): the merged data-set summary (also in ``summary.json``).
+        computed_clips (int): clips this process computed in this call.
+        skipped_clips (int): clips of shards that were already done (all ranks).
+        report (Path or None): the HTML report, if written.
+        files (list of Path): the merged files rank 0 wrote (summary, table, report, videos).
+    """
+
+    out_dir: Path
+    summary: dict[str, Any]
+    computed_clips: int
+    skipped_clips: int
+    report: Path | None = None
+    files: list[Path] = field(default_factory=list)
+
+    def records(self) -> list[dict[str, Any]]:
+        """Per-clip metrics of every clip, ordered by index (see :func:`load_records`)."""
+        return load_records(self.out_dir)
+
+    def attribution(self, index: int, method: str) -> Tensor:
+        """The stored ``(1, T, H, W)`` attribution of one clip (see :func:`load_attribution`)."""
+        return load_attribution(self.out_dir, index, method)
+
+
+def explain_dataset(
+    model: nn.Module,
+    dataset_or_loader: Dataset | DataLoader,
+    methods: str | Sequence[str] | Mapping[str, Explain],
+    out_dir: str | os.PathLike,
+    *,
+    batch_size: int | None = None,
+    shard_size: int = 64,
+    num_workers: int | None = None,
+    layer: nn.Module | None = None,
+    target: str | int = "prediction",
+    preprocess: str | Callable[[Tensor], Tensor] | None = None,
+    float16: bool = False,
+    temporal_ops: Sequence[str] = TEMPORAL_OPS,
+    selective_sigma: float | None = 3.0,
+    class_names: Sequence[str] | None = None,
+    seed: int = 0,
+    highlights: int = 4,
+    clip_format: str = ".webm",
+    fps: float = 8.0,
+    tensorboard: bool = True,
+    report: bool = True,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> DatasetExplanation:
+    r"""Explain every clip of a data set with one or more methods and write shards + a report.
+
+    Clips go to the model's device in batches of ``batch_size``; only one batch and one
+    unfinished shard are in memory at a time. Rerunning with the same ``out_dir`` resumes: the
+    shards already written are skipped (their clips are not recomputed). The same script runs
+    unchanged under ``torchrun --nproc_per_node N``: if ``WORLD_SIZE > 1`` and no process
+    group exists one is created from the environment (NCCL when the model is on a GPU, Gloo on
+    the CPU; place each rank's model on ``cuda:LOCAL_RANK``), the shards still to do are split
+    over the ranks with a ``DistributedSampler``, and rank 0 merges the results after a
+    barrier. A process group this function created is destroyed before it returns.
+
+    The model is put in eval mode for the run and its modes restored afterwards; its
+    parameters, hooks and ``requires_grad`` flags are left as they were.
+
+    Args:
+        model (nn.Module): the video classifier, already on its device, returning ``(N, K)``.
+        dataset_or_loader (Dataset or DataLoader): a map-style data set whose items are a clip
+            ``(C, T, H, W)`` in ``[0, 1]``, a tuple ``(clip, label)`` or ``(clip, label, mask)``
+            (mask ``(T, H, W)``, e.g. :class:`~captum_video.datasets.MovingShapes`), or a dict
+            with keys ``"video"``/``"clip"``, ``"label"``, ``"mask"``. A DataLoader contributes
+            its data set, batch size and worker count; its sampler is not used (resuming and
+            sharding need to know each clip's index). A data set with a ``clip_name(index)``
+            method names its clips in the report (e.g. :class:`~captum_video.video_folder.
+            VideoFolder`).
+        methods (str, sequence of str or mapping): names from
+            :data:`captum_video.explainers.EXPLAINERS`, or ``name -> explain(clips, target)``
+            callables returning ``(N, C, T, H, W)`` relevance in the clips' resolution
+            (channels are summed). Names must match ``[A-Za-z0-9_-]+``.
+        out_dir (str or PathLike): the output folder (created).
+        batch_size (int, optional): clips per batch; default the loader's, else 8.
+        shard_size (int, optional): clips per shard, the unit of resuming and of
+            distribution. Default: 64
+        num_workers (int, optional): DataLoader workers; default the loader's, else 0.
+        layer (nn.Module, optional): the layer of layer methods (default
+            :func:`captum_video.explainers.default_layer`). Default: None
+        target (str or int, optional): ``"prediction"`` (explain the predicted class),
+            ``"label"`` (the data set's label) or a class index. Default: ``"prediction"``
+        preprocess (str or callable, optional): applied to each batch on the device before
+            the model sees it, e.g. a normalisation preset name (``"kinetics"``, see
+            :data:`captum_video.io.NORMALIZATION_PRESETS`) or ``x -> x'``; the stored and
+            visualised clips stay in ``[0, 1]``. Default: None
+        float16 (bool, optional): store attributions as float16 (half the disk; values beyond
+            the float16 range are clipped with a warning). Default: False
+        temporal_ops (sequence of str, optional): temporal perturbations of the temporal
+            sensitivity, out of ``"freeze"`` and ``"shuffle"``; ``()`` skips it. Shuffling
+            uses one permutation per clip seeded by ``(seed, index)``, so results do not
+            depend on batching or ranks. Default: ``("freeze", "shuffle")``
+        selective_sigma (float, optional): ``sigma`` of the selective relevance behind the
+            spatial bias; None skips spatial bias. Default: 3.0
+        class_names (sequence of str, optional): labels of the classes; default the data
+            set's ``classes`` attribute. Default: None
+        seed (int, optional): seed of the shuffles. Default: 0
+        highlights (int, optional): clips shown in the report, TensorBoard and as videos
+            (misclassified first, then the most confident clip of each class). Default: 4
+        clip_format (str, optional): ``".webm"`` or ``".gif"`` for the highlighted clips
+            (WebM falls back to GIF where OpenCV cannot encode it). Default: ``".webm"``
+        fps (float, optional): frame rate of exported clips and TensorBoard. Default: 8.0
+        tensorboard (bool, optional): write TensorBoard logs to ``out_dir/tensorboard``.
+            Default: True
+        report (bool, optional): write ``out_dir/report.html``. Default: True
+        progress (bool, optional): show a tqdm bar with clips/s. Default: True
+        overwrite (bool, optional): delete earlier results in ``out_dir`` instead of
+            resuming; without it, results of a *different* configuration are an error.
+            Default: False
+
+    Returns:
+        DatasetExplanation: paths, the merged summary and how many clips were computed.
+
+    Raises:
+        TypeError: a model that is not an ``nn.Module``, an iterable-style data set, or a
+            method that is neither a name nor a callable.
+        ValueError: bad sizes, unknown method or target, an item that is not a video, a
+            relevance of the wrong shape, or ``out_dir`` holding another configuration.
+
+    Example::
+
+        >>> from captum_video.datasets import MovingShapes
+        >>> from captum_video.models import load_demo_model
+        >>> run = explain_dataset(
+        ...     load_demo_model("motion"), MovingShapes("motion", num_samples=32),
+        ...     ["gradcam_tube"], "runs/moving-shapes", batch_size=16)
+        >>> run.summary["temporal_sensitivity"]["freeze"] > 0.5   # a motion model
+        True
+        >>> # the same script under: torchrun --nproc_per_node 2 explain.py
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    dataset, batch_size, num_workers = _unpack_data(dataset_or_loader, batch_size, num_workers)
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    if isinstance(target, str) and target not in ("prediction", "label"):
+        raise ValueError(f"target must be 'prediction', 'label' or a class index, got {target!r}")
+    unknown_ops = set(temporal_ops) - set(TEMPORAL_OPS)
+    if unknown_ops:
+        raise ValueError(f"temporal_ops may hold {TEMPORAL_OPS}, got {sorted(unknown_ops)}")
+    if clip_format not in (".webm", ".gif"):
+        raise ValueError(f"clip_format must be '.webm' or '.gif', got {clip_format!r}")
+    explainers = _resolve_methods(methods, model, layer)
+    prepare = _resolve_preprocess(preprocess)
+    device = module_device(model)
+    out = Path(out_dir).resolve()
+    names = class_names if class_names is not None else getattr(dataset, "classes", None)
+    config = {
+        "format": FORMAT_VERSION,
+        "num_clips": len(dataset),  # type: ignore[arg-type]
+        "shard_size": shard_size,
+        "methods": list(explainers),
+        "target": target,
+        "float16": bool(float16),
+        "temporal_ops": list(temporal_ops),
+        "selective_sigma": selective_sigma,
+        "seed": seed,
+        "preprocess": preprocess if isinstance(preprocess, str) or preprocess is None else "custom",
+        "model": type(model).__name__,
+        "class_names": list(names) if names is not None else None,
+    }
+
+    rank, world, created = _init_distributed(device)
+    try:
+        pending, skipped = _prepare_out_dir(out, config, overwrite, rank, world)
+        mine = _my_shards(pending, rank, world)
+        run_id = _broadcast(uuid.uuid4().hex, world)
+        computed = 0
+        try:
+            with _eval_mode(model):
+                computed = _run_shards(
+                    model,
+                    dataset,
+                    explainers,
+                    prepare,
+                    config,
+                    mine,
+                    out,
+                    device,
+                    batch_size,
+                    num_workers,
+                    run_id,
+                    rank,
+                    world,
+                    progress,
+                )
+        except Exception as err:
+            _raise_anywhere(err, rank, world)
+        _raise_anywhere(None, rank, world)  # also the barrier before the merge
+        files: list[Path] = []
+        report_path = None
+        try:
+            if rank == 0:
+                files, report_path = _merge(
+                    out, config, dataset, highlights, clip_format, fps, tensorboard, report
+                )
+        except Exception as err:
+            _raise_anywhere(err, rank, world)
+        _raise_anywhere(None, rank, world)
+        summary = json.loads((out / "summary.json").read_text())
+    finally:
+        if created:
+            dist.destroy_process_group()
+    return DatasetExplanation(out, summary, computed, skipped, report_path, files)
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def _unpack_data(
+    data: Dataset | DataLoader, batch_size: int | None, num_workers: int | None
+) -> tuple[Dataset, int, int]:
+    if isinstance(data, DataLoader):
+        batch_size = batch_size if batch_size is not None else data.batch_size
+        num_workers = num_workers if num_workers is not None else data.num_workers
+        data = data.dataset
+    if isinstance(data, IterableDataset) or not hasattr(data, "__getitem__"):
+        raise TypeError(
+            "explain_dataset needs a map-style data set (with __len__ and __getitem__) so it "
+            f"can shard and resume by clip index, got {type(data).__name__}"
+        )
+    if not hasattr(data, "__len__"):
+        raise TypeError(f"the data set must have a length, got {type(data).__name__}")
+    batch_size = 8 if batch_size is None else int(batch_size)
+    num_workers = 0 if num_workers is None else int(num_workers)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+    return data, batch_size, num_workers
+
+
+def _resolve_methods(
+    methods: str | Sequence[str] | Mapping[str, Explain], model: nn.Module, layer: nn.Module | None
+) -> dict[str, Explain]:
+    if isinstance(methods, str):
+        methods = [methods]
+    if isinstance(methods, Mapping):
+        resolved = dict(methods)
+    else:
+        resolved = {}
+        for name in methods:
+            if not isinstance(name, str):
+                raise TypeError(
+                    f"methods must be names or a mapping name -> callable, got {name!r}"
+                )
+            resolved[name] = make_explainer(name, model, layer)
+    if not resolved:
+        raise ValueError("methods is empty; give at least one method")
+    for name, fn in resolved.items():
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ValueError(f"method names must match [A-Za-z0-9_-]+, got {name!r}")
+        if not callable(fn):
+            raise TypeError(f"method {name!r} must be callable, got {type(fn).__name__}")
+    return resolved
+
+
+def _resolve_preprocess(
+    preprocess: str | Callable[[Tensor], Tensor] | None,
+) -> Callable[[Tensor], Tensor]:
+    if preprocess is None:
+        return lambda x: x
+    if isinstance(preprocess, str):
+        normalize_video(torch.zeros(3, 1, 1, 1), preprocess)  # unknown preset: ValueError now
+        return lambda x: normalize_video(x, preprocess)
+    if not callable(preprocess):
+        raise TypeError(f"preprocess must be a preset name or a callable, got {preprocess!r}")
+    return preprocess
+
+
+# --------------------------------------------------------------------------- distribution
+
+
+def _init_distributed(device: torch.device) -> tuple[int, int, bool]:
+    """``(rank, world size, created)``; creates a process group from torchrun's variables."""
+    if not dist.is_available():
+        return 0, 1, False
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), False
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1, False
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        dist.init_process_group("nccl", device_id=device)
+    else:
+        dist.init_process_group("gloo")
+    return dist.get_rank(), dist.get_world_size(), True
+
+
+def _raise_anywhere(error: BaseException | None, rank: int, world: int) -> None:
+    """A barrier that fails on every rank when one rank failed (instead of a hang).
+
+    Every rank calls it at the same point, with the error it caught or None.
+    """
+    if world > 1:
+        states: list[Any] = [None] * world
+        dist.all_gather_object(states, None if error is None else repr(error))
+        failed = [(r, s) for r, s in enumerate(states) if s is not None]
+        if failed and error is None:
+            raise RuntimeError(f"explain_dataset failed on rank {failed[0][0]}: {failed[0][1]}")
+    if error is not None:
+        raise error
+
+
+def _broadcast(value: Any, world: int) -> Any:
+    """Rank 0's ``value`` on every rank."""
+    if world == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _prepare_out_dir(
+    out: Path, config: dict[str, Any], overwrite: bool, rank: int, world: int
+) -> tuple[list[int], int]:
+    """Rank 0 checks ``out`` and lists the shards to do; every rank gets the same list."""
+    answer: Any = None
+    if rank == 0:
+        try:
+            answer = prepare_out_dir(out, config, overwrite)
+        except Exception as err:  # every rank must leave the collective call
+            answer = err
+    answer = _broadcast(answer, world)
+    if isinstance(answer, Exception):
+        raise answer
+    return answer
+
+
+class _ShardList(Dataset):
+    """The shards still to do, as a data set a DistributedSampler can split."""
+
+    def __init__(self, shards: Sequence[int]) -> None:
+        self.shards = list(shards)
+
+    def __len__(self) -> int:
+        return len(self.shards)
+
+    def __getitem__(self, i: int) -> int:
+        return self.shards[i]
+
+
+def _my_shards(pending: Sequence[int], rank: int, world: int) -> list[int]:
+    """This rank's shards: a DistributedSampler's share, without its padding duplicates."""
+    if world == 1 or not pending:
+        return list(pending)
+    sampler: DistributedSampler = DistributedSampler(
+        _ShardList(pending), num_replicas=world, rank=rank, shuffle=False, drop_last=False
+    )
+    # The sampler pads by repeating shards so every rank gets as many; rank r's item j sits
+    # at position r + j * world of the padded list, so positions past the end are repeats.
+    positions = range(rank, sampler.total_size, world)
+    return [pending[i] for pos, i in zip(positions, sampler, strict=True) if pos < len(pending)]
+
+
+# --------------------------------------------------------------------------- the work
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode for the block; every module's own mode is restored afterwards."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, mode in modes:
+            module.training = mode
+
+
+class _Indexed(Dataset):
+    """``(index, item)`` of selected indices of a data set."""
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int]) -> None:
+        self.dataset, self.indices = dataset, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[int, Any]:
+        index = self.indices[i]
+        return index, self.dataset[index]
+
+
+def _split_item(item: Any, index: int) -> tuple[Tensor, int | None, Tensor | None]:
+    """``(clip, label, mask)`` from the item formats explain_dataset accepts."""
+    label = mask = None
+    if isinstance(item, Tensor):
+        clip = item
+    elif isinstance(item, Mapping):
+        clip = item.get("video", item.get("clip"))
+        label, mask = item.get("label"), item.get("mask")
+    elif isinstance(item, (tuple, list)) and item:
+        clip = item[0]
+        label = item[1] if len(item) > 1 else None
+        mask = item[2] if len(item) > 2 else None
+    else:
+        clip = item
+    if not isinstance(clip, Tensor) or clip.dim() != 4 or not clip.is_floating_point():
+        raise ValueError(
+            f"item {index} must hold a float clip (C, T, H, W); got "
+            f"{tuple(clip.shape) if isinstance(clip, Tensor) else type(clip).__name__}"
+        )
+    if isinstance(label, Tensor):
+        label = int(label.item())
+    if isinstance(mask, Tensor) and mask.dim() == 4 and mask.shape[0] == 1:
+        mask = mask[0]
+    if mask is not None and (not isinstance(mask, Tensor) or mask.shape != clip.shape[1:]):
+        raise ValueError(
+            f"item {index}: the mask must be (T, H, W) = {tuple(clip.shape[1:])}, got "
+            f"{tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__}"
+        )
+    return clip, (None if label is None else int(label)), mask
+
+
+def _collate(batch: list[tuple[int, Any]]) -> dict[str, Any]:
+    parts = [_split_item(item, index) for index, item in batch]
+    labels = [p[1] for p in parts]
+    masks = [p[2] for p in parts if p[2] is not None]
+    return {
+        "index": [index for index, _ in batch],
+        "clips": torch.stack([p[0] for p in parts]),
+        "labels": None if any(v is None for v in labels) else torch.tensor(labels),
+        "masks": torch.stack(masks).bool() if len(masks) == len(parts) else None,
+    }
+
+
+def _clip_name(dataset: Dataset, index: int) -> str:
+    namer = getattr(dataset, "clip_name", None)
+    return str(namer(index)) if callable(namer) else f"clip {index}"
+
+
+def _run_shards(
+    model: nn.Module,
+    dataset: Dataset,
+    explainers: Mapping[str, Explain],
+    prepare: Callable[[Tensor], Tensor],
+    config: Mapping[str, Any],
+    shards: Sequence[int],
+    out: Path,
+    device: torch.device,
+    batch_size: int,
+    num_workers: int,
+    run_id: str,
+    rank: int,
+    world: int,
+    progress: bool,
+) -> int:
+    """Explain the clips of ``shards`` and write each shard as soon as it is complete."""
+    owner = {i: k for k in shards for i in shard_range(config, k)}
+    loader = DataLoader(
+        _Indexed(dataset, list(owner)),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
+    )
+    pending: dict[int, list[dict[str, Any]]] = {k: [] for k in shards}
+    started = {k: 0.0 for k in shards}
+    computed = 0
+    bar = tqdm(
+        total=len(owner),
+        unit="clip",
+        desc=f"explain (rank {rank}/{world})" if world > 1 else "explain",
+        disable=not progress,
+        position=rank if world > 1 else None,
+        dynamic_ncols=True,
+    )
+    with bar:
+        for batch in loader:
+            tic = time.perf_counter()
+            results = _explain_batch(model, batch, explainers, prepare, config, device, dataset)
+            seconds = (time.perf_counter() - tic) / len(results)
+            for result in results:
+                shard = owner[result["record"]["index"]]
+                pending[shard].append(result)
+                started[shard] += seconds
+                clips = shard_range(config, shard)
+                if len(pending[shard]) == len(clips):
+                    manifest = {
+                        "shard": shard,
+                        "clips": [
+                            shard_range(config, shard).start,
+                            shard_range(config, shard).stop,
+                        ],
+                        "run_id": run_id,
+                        "rank": rank,
+                        "world_size": world,
+                        "device": str(device),
+                        "seconds": started[shard],
+                        "finished": time.time(),
+                    }
+                    done = sorted(pending.pop(shard), key=lambda r: r["record"]["index"])
+                    write_shard(
+                        out,
+                        shard,
+                        [r["record"] for r in done],
+                        {m: np.stack([r["attr"][m] for r in done]) for m in explainers},
+                        manifest,
+                        float16=config["float16"],
+                    )
+            computed += len(results)
+            bar.update(len(results))
+    return computed
+
+
+def _explain_batch(
+    model: nn.Module,
+    batch: Mapping[str, Any],
+    explainers: Mapping[str, Explain],
+    prepare: Callable[[Tensor], Tensor],
+    config: Mapping[str, Any],
+    device: torch.device,
+    dataset: Dataset,
+) -> list[dict[str, Any]]:
+    """Attributions and metrics of one batch, as per-clip ``{"record", "attr"}`` dicts."""
+    indices: list[int] = batch["index"]
+    clips = batch["clips"].to(device, non_blocking=True)
+    labels = batch["labels"]
+    masks = batch["masks"].to(device) if batch["masks"] is not None else None
+    x = prepare(clips)
+    with torch.no_grad():
+        logits = model(x)
+    if not isinstance(logits, Tensor) or logits.dim() != 2 or logits.shape[0] != len(indices):
+        raise ValueError(
+            f"the model must return (N, K) scores, got "
+            f"{tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__}"
+        )
+    probs = logits.float().softmax(1)
+    prob, pred = probs.max(1)
+    target = _targets(config["target"], pred, labels, probs.shape[1])
+    target_prob = probs.gather(1, target[:, None])[:, 0]
+    top_probs, top_classes = probs.topk(min(5, probs.shape[1]), dim=1)
+
+    drops: dict[str, Tensor] = {}
+    if config["temporal_ops"]:
+        ops = {name: _temporal_op(name, indices, config["seed"]) for name in config["temporal_ops"]}
+        drops = temporal_sensitivity(model, x, target, ops=ops)
+
+    attrs: dict[str, Tensor] = {}
+    per_method: dict[str, dict[str, Tensor]] = {}
+    for name, explain in explainers.items():
+        relevance = explain(x, target).detach()
+        expected = (x.shape[0], *x.shape[2:])
+        if relevance.dim() != 5 or (relevance.shape[0], *relevance.shape[2:]) != expected:
+            raise ValueError(
+                f"method {name!r} returned {tuple(relevance.shape)}; expected (N, C, T, H, W) "
+                f"with (N, T, H, W) of the clips, {expected}"
+            )
+        if relevance.shape[1] != 1:
+            relevance = reduce_channels(relevance, "sum")
+        relevance = relevance.float()
+        frame_mass = relevance.abs().sum(dim=(1, 3, 4))  # (N, T)
+        metrics = {"curve": frame_mass / frame_mass.sum(1, keepdim=True)}  # 0/0 -> NaN
+        if config["selective_sigma"] is not None:
+            selected, _, _ = selective_relevance(relevance, sigma=config["selective_sigma"])
+            metrics["spatial_bias"] = spatial_bias(relevance, selected)
+        if masks is not None:
+            metrics["relevance_mass"] = relevance_mass(relevance, masks)
+        per_method[name] = {k: v.cpu() for k, v in metrics.items()}
+        attrs[name] = relevance.cpu()
+
+    results = []
+    for j, index in enumerate(indices):
+        record: dict[str, Any] = {
+            "index": index,
+            "name": _clip_name(dataset, index),
+            "label": None if labels is None else int(labels[j]),
+            "target": int(target[j]),
+            "prediction": int(pred[j]),
+            "probability": float(prob[j]),
+            "target_probability": float(target_prob[j]),
+            "top5": [[int(c), float(p)] for c, p in zip(top_classes[j], top_probs[j], strict=True)],
+            "temporal_sensitivity": {k: float(v[j]) for k, v in drops.items()},
+            "methods": {
+                name: {
+                    "curve": [float(v) for v in m["curve"][j]],
+                    "spatial_bias": float(m["spatial_bias"][j]) if "spatial_bias" in m else None,
+                    "relevance_mass": float(m["relevance_mass"][j])
+                    if "relevance_mass" in m
+                    else None,
+                }
+                for name, m in per_method.items()
+            },
+        }
+        attr = {name: _storable(a[j], config["float16"], name) for name, a in attrs.items()}
+        results.append({"record": record, "attr": attr})
+    return results
+
+
+def _targets(mode: str | int, pred: Tensor, labels: Tensor | None, num_classes: int) -> Tensor:
+    if mode == "prediction":
+        return pred
+    if mode == "label":
+        if labels is None:
+            raise ValueError("target='label' needs a data set that gives labels")
+        target = labels.to(pred.device)
+    else:
+        target = torch.full_like(pred, int(mode))
+    if bool(((target < 0) | (target >= num_classes)).any()):
+        raise ValueError(f"targets must be in [0, {num_classes}), got {target.tolist()}")
+    return target
+
+
+def _temporal_op(name: str, indices: Sequence[int], seed: int) -> Callable[[Tensor], Tensor]:
+    """The perturbation ``name`` with randomness tied to each clip's index, not its batch."""
+    if name == "freeze":
+        return freeze
+
+    def per_clip_shuffle(x: Tensor) -> Tensor:
+        generators = [torch.Generator().manual_seed(seed * 1_000_003 + i) for i in indices]
+        return torch.cat([shuffle(x[j : j + 1], g) for j, g in enumerate(generators)])
+
+    return per_clip_shuffle
+
+
+def _storable(relevance: Tensor, float16: bool, name: str) -> np.ndarray:
+    array = relevance.numpy()
+    if float16 and np.abs(array).max(initial=0.0) > _FLOAT16_MAX:
+        warnings.warn(
+            f"{name}: relevance beyond the float16 range was clipped to +-{_FLOAT16_MAX:g}",
+            stacklevel=3,
+        )
+        array = np.clip(array, -_FLOAT16_MAX, _FLOAT16_MAX)
+    return array
+
+
+def _merge(
+    out: Path,
+    config: dict[str, Any],
+    dataset: Dataset,
+    highlights: int,
+    clip_format: str,
+    fps: float,
+    tensorboard: bool,
+    report: bool,
+) -> tuple[list[Path], Path | None]:
+    records = load_records(out)
+    if len(records) != config["num_clips"]:
+        raise RuntimeError(
+            f"only {len(records)} of {config['num_clips']} clips are in the shards of {out}"
+        )
+    summary = summarize(records, config)
+    clear_merged(out)
+    summary["highlights"] = pick_highlights(records, highlights)
+    summary["exports"] = _export_highlights(out, config, dataset, summary, clip_format, fps)
+    if tensorboard:
+        _log_tensorboard(out, config, dataset, records, summary, fps)
+        summary["tensorboard"] = "tensorboard"
+    atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
+    write_table(out / "clips.csv", records, config)
+    files = [out / "summary.json", out / "clips.csv"]
+    files += [out / p for paths in summary["exports"].values() for p in paths.values()]
+    report_path = None
+    if report:
+        from captum_video.report import write_report  # the report sits above this module
+
+        report_path = write_report(out)
+        files.append(report_path)
+    return files, report_path
+
+
+def _highlight_clips(
+    out: Path, config: Mapping, dataset: Dataset, summary: Mapping
+) -> Iterator[tuple[int, Tensor, dict[str, Tensor]]]:
+    for index in summary["highlights"]:
+        clip = _split_item(dataset[index], index)[0]
+        attrs = {name: load_attribution(out, index, name) for name in config["methods"]}
+        yield index, clip, attrs
+
+
+def _export_highlights(
+    out: Path,
+    config: Mapping,
+    dataset: Dataset,
+    summary: Mapping,
+    clip_format: str,
+    fps: float,
+) -> dict[str, dict[str, str]]:
+    """Write the highlighted clips as videos; ``index -> method -> path relative to out``."""
+    from captum_video.visualization import write_video  # visualisation sits above batch
+
+    exports: dict[str, dict[str, str]] = {}
+    for index, clip, attrs in _highlight_clips(out, config, dataset, summary):
+        scale = max(1, 128 // max(clip.shape[-2:]))
+        exports[str(index)] = {}
+        for name, attr in attrs.items():
+            path = out / "clips" / f"clip-{index:05d}-{name}{clip_format}"
+            try:
+                written = write_video(attr, path, fps=fps, video=clip.clamp(0, 1), scale=scale)
+            except RuntimeError:  # no VP8/VP9 encoder in this OpenCV build
+                written = write_video(
+                    attr, path.with_suffix(".gif"), fps=fps, video=clip.clamp(0, 1), scale=scale
+                )
+            exports[str(index)][name] = written.relative_to(out).as_posix()
+    return exports
+
+
+def _log_tensorboard(
+    out: Path,
+    config: Mapping,
+    dataset: Dataset,
+    records: Sequence[Mapping[str, Any]],
+    summary: Mapping,
+    fps: float,
+) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    from captum_video.tensorboard import add_relevance_clip
+
+    by_index = {r["index"]: r for r in records}
+    writer = SummaryWriter(str(out / "tensorboard"))
+    try:
+        for index, clip, attrs in _highlight_clips(out, config, dataset, summary):
+            record = by_index[index]
+            for name, attr in attrs.items():
+                facts = {"probability": record["probability"], "clip": record["name"]}
+                spatial = record["methods"][name]["spatial_bias"]
+                if spatial is not None and math.isfinite(spatial):
+                    facts["spatial_bias"] = spatial
+                add_relevance_clip(
+                    writer,
+                    f"{name}/clip{index:05d}",
+                    clip.clamp(0, 1),
+                    attr,
+                    0,
+                    target=record["target"],
+                    prediction=record["prediction"],
+                    method=name,
+                    fps=fps,
+                    extra=facts,
+                    class_names=config["class_names"],
+                )
+        overall = summary["overall"]
+        for op, value in overall["temporal_sensitivity"].items():
+            if value is not None:
+                writer.add_scalar(f"summary/temporal_sensitivity_{op}", value, 0)
+        for name, m in overall["methods"].items():
+            for key in ("spatial_bias", "relevance_mass"):
+                if m[key] is not None:
+                    writer.add_scalar(f"summary/{name}/{key}", m[key], 0)
+    finally:
+        writer.close()
