@@ -155,7 +155,9 @@ class SpatioTemporalSplit(Attribution):
         if internal_batch_size is not None and (
             not isinstance(internal_batch_size, int) or internal_batch_size < 1
         ):
-            raise ValueError(f"internal_batch_size must be a positive int, got {internal_batch_size!r}")
+            raise ValueError(
+                f"internal_batch_size must be a positive int, got {internal_batch_size!r}"
+            )
         is_tuple, clips = format_video_inputs(inputs)
         frames = clips[0].shape[2]
         for i, clip in enumerate(clips[1:], start=1):
@@ -171,7 +173,7 @@ class SpatioTemporalSplit(Attribution):
         k = statics[0].shape[1]
         # Motion-removed clips equal to the input (no motion at all) take the joint relevance.
         same = torch.ones(n, k, dtype=torch.bool, device=clips[0].device)
-        for clip, static in zip(clips, statics):
+        for clip, static in zip(clips, statics, strict=True):
             same &= (static == clip[:, None]).flatten(2).all(2)
         static_rel = [j[:, None].expand(-1, k, *j.shape[1:]).clone() for j in joint]
         rows = (~same).flatten().nonzero().flatten()
@@ -183,10 +185,10 @@ class SpatioTemporalSplit(Attribution):
             sub_target = _select_target_rows(target, n, k, sel)
             sub_args = _select_arg_rows(additional, n, k, sel)
             out = self._run(batch, True, sub_target, sub_args, sub_kwargs)
-            for rel, part in zip(static_rel, out):
+            for rel, part in zip(static_rel, out, strict=True):
                 rel.view(n * k, *rel.shape[2:])[sel] = part.to(rel.dtype)
         spatial = tuple(self._reduce(rel) for rel in static_rel)
-        temporal = tuple(j - s for j, s in zip(joint, spatial))
+        temporal = tuple(j - s for j, s in zip(joint, spatial, strict=True))
         if self.combine == "positive_difference":
             temporal = tuple(t.clamp(min=0) for t in temporal)
         return SpatioTemporalRelevance(
@@ -217,7 +219,7 @@ class SpatioTemporalSplit(Attribution):
             inputs, target=target, additional_forward_args=args, **kwargs
         )
         out = out if isinstance(out, tuple) else (out,)
-        for rel, clip in zip(out, clips):
+        for rel, clip in zip(out, clips, strict=False):
             if not isinstance(rel, Tensor) or rel.shape != clip.shape:
                 raise ValueError(
                     f"{type(self.attribution_method).__name__} must return input-shaped "
@@ -238,7 +240,9 @@ class SpatioTemporalSplit(Attribution):
             return b
 
         new = dict(kwargs)
-        new["baselines"] = tuple(map(expand, baselines)) if isinstance(baselines, tuple) else expand(baselines)
+        new["baselines"] = (
+            tuple(map(expand, baselines)) if isinstance(baselines, tuple) else expand(baselines)
+        )
         return new
 
 

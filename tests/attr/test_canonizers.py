@@ -36,7 +36,7 @@ def _storage(model: nn.Module) -> dict[str, int]:
     return {k: v.data_ptr() for k, v in [*model.named_parameters(), *model.named_buffers()]}
 
 
-@pytest.mark.parametrize("name", ["r3d_18", "r2plus1d_18", "small"])
+@pytest.mark.parametrize("name", ["r2plus1d_18", "small"])  # r3d_18: test_deep_taylor
 def test_canonized_model_computes_the_same_and_is_restored(name: str) -> None:
     if name == "small":
         model = randomize_batch_norm(R2Plus1DSmall())

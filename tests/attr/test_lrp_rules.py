@@ -31,7 +31,7 @@ def _rule_relevance(rule, module, x):
     out = rule.modified_output(module, (x,), module(x))
     leaves = [x, *(rule.bound_leaves if isinstance(rule, ZBRule) else ())]
     grads = torch.autograd.grad(out, leaves, torch.ones_like(out))
-    return sum(leaf.detach() * g for leaf, g in zip(leaves, grads)), out.detach()
+    return sum(leaf.detach() * g for leaf, g in zip(leaves, grads, strict=True)), out.detach()
 
 
 def _zennit_relevance(rule, module, x):
@@ -94,7 +94,9 @@ def test_max_pool_proportional_and_winner_take_all() -> None:
     prop, out = _rule_relevance(ProportionalRule(), pool, x)
     windows = x.reshape(1, 2, 2, 2, 2, 2, 2, 2).permute(0, 1, 2, 4, 6, 3, 5, 7).reshape(1, 2, 8, 8)
     share = windows / windows.sum(-1, keepdim=True) * out.reshape(1, 2, 8, 1)
-    expected = share.reshape(1, 2, 2, 2, 2, 2, 2, 2).permute(0, 1, 2, 5, 3, 6, 4, 7).reshape(x.shape)
+    expected = (
+        share.reshape(1, 2, 2, 2, 2, 2, 2, 2).permute(0, 1, 2, 5, 3, 6, 4, 7).reshape(x.shape)
+    )
     torch.testing.assert_close(prop, expected, rtol=1e-5, atol=1e-6)
     wta, _ = _rule_relevance(WinnerTakeAllRule(), pool, x)
     assert int((wta > 0).sum()) == out.numel()  # one winner per window

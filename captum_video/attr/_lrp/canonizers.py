@@ -21,9 +21,11 @@ the original tensor objects are put back, so parameters and buffers come back bi
 from __future__ import annotations
 
 import contextlib
+import functools
 import types
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any, cast
 
 import torch
 from captum.attr._utils.custom_modules import Addition_Module
@@ -39,7 +41,7 @@ __all__ = [
     "default_canonizers",
 ]
 
-Undo = list[Callable[[], None]]
+Undo = list[Callable[[], object]]
 _FUSABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 _ADD_NAME = "lrp_residual_add"
 
@@ -121,7 +123,7 @@ class MergeBatchNorm(Canonizer):
             if not isinstance(parent, nn.Sequential):
                 continue
             children = list(parent.children())
-            for prev, bn in zip(children, children[1:]):
+            for prev, bn in zip(children, children[1:], strict=False):
                 layer = _last_linear(prev)
                 if layer is None or not isinstance(bn, _BatchNorm):
                     continue
@@ -136,14 +138,16 @@ class MergeBatchNorm(Canonizer):
     @staticmethod
     def _fold(layer: nn.Module, bn: _BatchNorm, undo: Undo) -> None:
         assert bn.running_mean is not None and bn.running_var is not None
-        weight = layer.weight.detach()
+        weight = cast(Tensor, layer.weight).detach()
+        layer_bias = cast(Tensor | None, layer.bias)
         mean, var = bn.running_mean.detach(), bn.running_var.detach()
         scale = torch.rsqrt(var + bn.eps)
+        shift = -mean * scale
         if bn.affine:
             scale = scale * bn.weight.detach()
-        shift = -mean * scale + (bn.bias.detach() if bn.affine else 0.0)
-        if layer.bias is not None:
-            shift = shift + layer.bias.detach() * scale
+            shift = -mean * scale + bn.bias.detach()
+        if layer_bias is not None:
+            shift = shift + layer_bias.detach() * scale
         view = [-1] + [1] * (weight.dim() - 1)  # scale each output channel
         _swap_param(layer, "weight", (weight * scale.view(view)).to(weight.dtype), undo)
         _swap_param(layer, "bias", shift.to(weight.dtype), undo)
@@ -151,20 +155,19 @@ class MergeBatchNorm(Canonizer):
         _swap_buffer(bn, "running_mean", torch.zeros_like(mean), undo)
         _swap_buffer(bn, "running_var", torch.ones_like(var), undo)
         if bn.affine:
-            _swap_param(bn, "weight", torch.ones_like(bn.weight.detach()), undo)
-            _swap_param(bn, "bias", torch.zeros_like(bn.bias.detach()), undo)
-        eps = bn.eps
+            _swap_param(bn, "weight", torch.ones_like(mean), undo)
+            _swap_param(bn, "bias", torch.zeros_like(mean), undo)
+        undo.append(functools.partial(setattr, bn, "eps", bn.eps))
         bn.eps = 0.0
-        undo.append(lambda: setattr(bn, "eps", eps))
 
 
-def _basic_block_forward(self: nn.Module, x: Tensor) -> Tensor:
+def _basic_block_forward(self: Any, x: Tensor) -> Tensor:
     residual = x if self.downsample is None else self.downsample(x)
     out = self.conv2(self.conv1(x))
     return self.relu(getattr(self, _ADD_NAME)(out, residual))
 
 
-def _bottleneck_forward(self: nn.Module, x: Tensor) -> Tensor:
+def _bottleneck_forward(self: Any, x: Tensor) -> Tensor:
     residual = x if self.downsample is None else self.downsample(x)
     out = self.conv3(self.conv2(self.conv1(x)))
     return self.relu(getattr(self, _ADD_NAME)(out, residual))
@@ -224,9 +227,9 @@ class ResidualAddCanonizer(Canonizer):
             if forward is None or _ADD_NAME in module._modules:
                 continue
             module.add_module(_ADD_NAME, Addition_Module())
-            undo.append(lambda m=module: m._modules.pop(_ADD_NAME))
+            undo.append(functools.partial(module._modules.pop, _ADD_NAME))
             object.__setattr__(module, "forward", types.MethodType(forward, module))
-            undo.append(lambda m=module: object.__delattr__(m, "forward"))
+            undo.append(functools.partial(object.__delattr__, module, "forward"))
 
 
 class NoInplaceReLU(Canonizer):
@@ -250,7 +253,7 @@ class NoInplaceReLU(Canonizer):
         for module in model.modules():
             if isinstance(module, nn.ReLU) and module.inplace:
                 module.inplace = False
-                undo.append(lambda m=module: setattr(m, "inplace", True))
+                undo.append(functools.partial(setattr, module, "inplace", True))
 
 
 def default_canonizers() -> list[Canonizer]:
@@ -269,7 +272,9 @@ def default_canonizers() -> list[Canonizer]:
 
 
 @contextlib.contextmanager
-def canonized(model: nn.Module, canonizers: Sequence[Canonizer] | None = None) -> Iterator[nn.Module]:
+def canonized(
+    model: nn.Module, canonizers: Sequence[Canonizer] | None = None
+) -> Iterator[nn.Module]:
     r"""Apply ``canonizers`` to ``model`` for the duration of a block, then restore it exactly.
 
     Args:

@@ -134,7 +134,9 @@ def _default_preset(model: nn.Module) -> str:
 class _Call:
     """Per-call bookkeeping: which rule each module got, the z^B leaves and their input."""
 
-    def __init__(self, composite: Composite, bounds: tuple[Tensor, Tensor], leaves: tuple[Tensor, ...]):
+    def __init__(
+        self, composite: Composite, bounds: tuple[Tensor, Tensor], leaves: tuple[Tensor, ...]
+    ):
         self.composite = composite
         self.bounds = bounds
         self.leaves = leaves
@@ -222,10 +224,14 @@ class DeepTaylor3D(LRP):
         self._original_state_dict: dict[str, Any] = {}
         if isinstance(composite, str):
             if composite not in COMPOSITES:
-                raise ValueError(f"unknown composite {composite!r}; choose one of {sorted(COMPOSITES)}")
+                raise ValueError(
+                    f"unknown composite {composite!r}; choose one of {sorted(COMPOSITES)}"
+                )
             composite = COMPOSITES[composite]
         if not isinstance(composite, Composite):
-            raise TypeError(f"composite must be a name or a Composite, got {type(composite).__name__}")
+            raise TypeError(
+                f"composite must be a name or a Composite, got {type(composite).__name__}"
+            )
         self.composite = composite
         self.first_layer_bounds = self._resolve_bounds(model, first_layer_bounds)
 
@@ -263,11 +269,12 @@ class DeepTaylor3D(LRP):
                         "that covers it"
                     )
                 return None
-            if rule is call.zb:
+            active: VideoLRPRule = rule
+            if active is call.zb:
                 self._check_first_layer(call, module, inputs[0])
-            if not rule.needs_hook(module):
+            if not active.needs_hook(module):
                 return None
-            return rule.modified_output(module, inputs, output)
+            return active.modified_output(module, inputs, output)
 
         return hook
 
@@ -353,7 +360,7 @@ class DeepTaylor3D(LRP):
                 )
         relevance = [
             leaf.detach() * g if g is not None else torch.zeros_like(leaf)
-            for leaf, g in zip(leaves, grads)
+            for leaf, g in zip(leaves, grads, strict=False)
         ]
         if extra:
             d_low, d_high = grads[len(leaves) :]

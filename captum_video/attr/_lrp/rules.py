@@ -56,14 +56,14 @@ def stabilize(z: Tensor, epsilon: float = 1e-6) -> Tensor:
         epsilon (float, optional): the shift. Default: 1e-6
 
     Returns:
-        Tensor: ``z + epsilon * sign(z)`` with ``sign(0) = 1``.
+        Tensor: ``z + epsilon * sign(z)`` with ``sign(0) = 1`` (as Zennit's ``stabilize``).
 
     Example::
 
         >>> stabilize(torch.tensor([0.0, -2.0]), 0.5)
         tensor([ 0.5000, -2.5000])
     """
-    return z + ((z == 0).to(z) + z.sign()) * epsilon
+    return torch.where(z < 0, z - epsilon, z + epsilon)
 
 
 def bounds_from_normalization(
@@ -102,11 +102,28 @@ def bounds_from_normalization(
     return (lo - m) / s, (hi - m) / s
 
 
-def _rescaled(z: Tensor, y: Tensor, epsilon: float) -> Tensor:
+class _SwapGradient(torch.autograd.Function):
+    """Returns ``y`` itself (no copy) while the gradient flows to ``z``, scaled by ``ratio``."""
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, y: Tensor, ratio: Tensor) -> Tensor:
+        ctx.save_for_backward(ratio)
+        ctx.mark_dirty(y)  # hand y out as a fresh output, so later in-place ops are allowed
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        (ratio,) = ctx.saved_tensors
+        return grad * ratio, None, None
+
+
+def _rescaled(z: Tensor, y: Tensor, epsilon: float, nonnegative: bool = False) -> Tensor:
     """A tensor with exactly the value of ``y`` whose gradient is that of ``z`` scaled by
-    ``y / z``: the modified-gradient form of a z-rule with pre-activations ``z``."""
-    scaled = z * (y / stabilize(z, epsilon)).detach()
-    return y.detach() + (scaled - scaled.detach())  # value y, gradient that of `scaled`
+    ``y / z``: the modified-gradient form of a z-rule with pre-activations ``z``.
+    ``nonnegative`` says ``z >= 0`` is known, which makes the stabiliser a plain ``+ eps``."""
+    zd = z.detach()
+    ratio = y.detach() / (zd + epsilon if nonnegative else stabilize(zd, epsilon))
+    return cast(Tensor, _SwapGradient.apply(z, y.detach(), ratio))
 
 
 def _forward_with(module: nn.Module, x: Tensor, weight: Tensor) -> Tensor:
@@ -163,7 +180,9 @@ class VideoLRPRule(PropagationRule):
         """Whether the rule differs from the plain gradient on ``module``."""
         return True
 
-    def modified_output(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+    def modified_output(
+        self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor
+    ) -> Tensor:
         """A tensor equal to ``output`` whose gradient w.r.t. ``inputs`` implements the rule.
 
         Args:
@@ -216,16 +235,19 @@ class ZPlusRule(VideoLRPRule):
         torch.Size([1, 3, 3, 3, 3])
     """
 
-    def modified_output(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+    def modified_output(
+        self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor
+    ) -> Tensor:
         x = inputs[0]
         weight = cast(Tensor, module.weight).detach()
-        if bool((x < 0).any()):
+        if bool(x.detach().min() < 0):
             z = _forward_with(module, x.clamp(min=0), weight.clamp(min=0)) + _forward_with(
                 module, x.clamp(max=0), weight.clamp(max=0)
             )
-        else:  # the common case after a ReLU: one extra linear map
-            z = _forward_with(module, x, weight.clamp(min=0))
-        return _rescaled(z, output, self.stabilizer)
+            return _rescaled(z, output, self.stabilizer)
+        # The common case after a ReLU: one extra linear map, and z >= 0.
+        z = _forward_with(module, x, weight.clamp(min=0))
+        return _rescaled(z, output, self.stabilizer, nonnegative=True)
 
 
 class ZEpsilonRule(VideoLRPRule):
@@ -248,7 +270,9 @@ class ZEpsilonRule(VideoLRPRule):
         torch.Size([1, 2])
     """
 
-    def modified_output(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+    def modified_output(
+        self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor
+    ) -> Tensor:
         return _rescaled(output, output, self.stabilizer)
 
 
@@ -295,7 +319,9 @@ class ZBRule(VideoLRPRule):
                 f"and {self.high.numel()}"
             )
         if bool((self.low > self.high).any()):
-            raise ValueError(f"need low <= high, got low={self.low.tolist()}, high={self.high.tolist()}")
+            raise ValueError(
+                f"need low <= high, got low={self.low.tolist()}, high={self.high.tolist()}"
+            )
         self.bound_leaves: tuple[Tensor, Tensor] | None = None
         self._captum_state: dict[str, Any] = {}
 
@@ -321,7 +347,9 @@ class ZBRule(VideoLRPRule):
         stacked_w = torch.cat([weight.clamp(min=0), weight.clamp(max=0)], dim=1)
         return _forward_with(module, torch.cat([low, high], dim=dim), stacked_w)
 
-    def modified_output(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+    def modified_output(
+        self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor
+    ) -> Tensor:
         low, high = self.bound_tensors(module, inputs[0])
         low.requires_grad_(True)
         high.requires_grad_(True)
@@ -336,7 +364,9 @@ class ZBRule(VideoLRPRule):
         z = _without_bias(module, outputs) - self._bound_term(module, low, high)
         z.register_hook(lambda grad: self._captum_state.__setitem__("s", grad))
         self._captum_state.update(module=module, low=low, high=high)
-        return PropagationRule.forward_hook(self, module, inputs, _rescaled(z, outputs, self.stabilizer))
+        return PropagationRule.forward_hook(
+            self, module, inputs, _rescaled(z, outputs, self.stabilizer)
+        )
 
     def _create_backward_hook_input(self, inputs: Tensor) -> Any:
         def _backward_hook_input(grad: Tensor) -> Tensor:
@@ -383,7 +413,9 @@ class ProportionalRule(VideoLRPRule):
     def needs_hook(self, module: nn.Module) -> bool:
         return isinstance(module, (*_MAX_POOLS, *_ADAPTIVE_MAX_POOLS))
 
-    def modified_output(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+    def modified_output(
+        self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor
+    ) -> Tensor:
         x = inputs[0]
         if isinstance(module, _MAX_POOLS):
             if module.dilation not in (1, (1,) * (x.dim() - 2)):
@@ -391,8 +423,12 @@ class ProportionalRule(VideoLRPRule):
             avg = {3: F.avg_pool1d, 4: F.avg_pool2d, 5: F.avg_pool3d}[x.dim()]
             z = avg(x, module.kernel_size, module.stride, module.padding, module.ceil_mode, True)
         elif isinstance(module, _ADAPTIVE_MAX_POOLS):
-            adaptive = {3: F.adaptive_avg_pool1d, 4: F.adaptive_avg_pool2d, 5: F.adaptive_avg_pool3d}
-            z = adaptive[x.dim()](x, module.output_size)
+            adaptive = {
+                3: F.adaptive_avg_pool1d,
+                4: F.adaptive_avg_pool2d,
+                5: F.adaptive_avg_pool3d,
+            }
+            z = adaptive[x.dim()](x, cast(Any, module.output_size))
         else:
             return output
         return _rescaled(z, output, self.stabilizer)
@@ -436,9 +472,15 @@ class PassRule(VideoLRPRule):
     """
 
     def needs_hook(self, module: nn.Module) -> bool:
+        # ReLU's gradient already passes relevance; a BatchNorm folded by MergeBatchNorm
+        # (eps set to 0) is an exact identity, whose gradient does too.
+        if isinstance(module, _BatchNorm) and module.eps == 0.0:
+            return False
         return not isinstance(module, nn.ReLU)
 
-    def modified_output(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+    def modified_output(
+        self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor
+    ) -> Tensor:
         x = inputs[0]
         if x.shape != output.shape:
             raise ValueError(
