@@ -5,7 +5,27 @@ Every method takes clips ``(N, C, T, H, W)`` and returns input-shaped relevance 
 """
 
 from captum_video.attr._common import reduce_channels, upsample_to_input
+from captum_video.attr._lrp import (
+    COMPOSITES,
+    Canonizer,
+    Composite,
+    DeepTaylor3D,
+    MergeBatchNorm,
+    NoInplaceReLU,
+    PassRule,
+    ProportionalRule,
+    ResidualAddCanonizer,
+    VideoLRPRule,
+    WinnerTakeAllRule,
+    ZBRule,
+    ZEpsilonRule,
+    ZPlusRule,
+    bounds_from_normalization,
+    canonized,
+    default_canonizers,
+)
 from captum_video.attr._selective import SelectiveRelevance, selective_relevance
+from captum_video.attr._split import SpatioTemporalRelevance, SpatioTemporalSplit
 from captum_video.attr._temporal import TemporalMask, TemporalOcclusion, frame_curve
 
 __all__ = [
@@ -16,4 +36,23 @@ __all__ = [
     "TemporalOcclusion",
     "TemporalMask",
     "frame_curve",
+    "DeepTaylor3D",
+    "SpatioTemporalSplit",
+    "SpatioTemporalRelevance",
+    "Composite",
+    "COMPOSITES",
+    "VideoLRPRule",
+    "ZPlusRule",
+    "ZBRule",
+    "ZEpsilonRule",
+    "ProportionalRule",
+    "WinnerTakeAllRule",
+    "PassRule",
+    "bounds_from_normalization",
+    "Canonizer",
+    "MergeBatchNorm",
+    "ResidualAddCanonizer",
+    "NoInplaceReLU",
+    "canonized",
+    "default_canonizers",
 ]
