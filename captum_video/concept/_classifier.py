@@ -98,7 +98,8 @@ class TorchLinearClassifier(Classifier):
         """
         ratio = self.test_split_ratio if test_split_ratio is None else test_split_ratio
         xs, ys = zip(*[(x, y) for x, y in dataloader], strict=True)
-        x = torch.cat([t.reshape(t.shape[0], -1) for t in xs]).float()
+        flat = [t.reshape(t.shape[0], -1) for t in xs]
+        x = (flat[0] if len(flat) == 1 else torch.cat(flat)).float()  # no copy for one batch
         y = torch.cat(ys).to(x.device).long()
         classes = sorted(set(int(v) for v in y.tolist()))
         if len(classes) < 2:
@@ -117,25 +118,34 @@ class TorchLinearClassifier(Classifier):
         tr, te = torch.cat(train_idx), torch.cat(test_idx)
         target = torch.searchsorted(torch.tensor(classes, device=y.device), y)
 
-        # Centre and scale with training statistics only.
-        mean = x[tr].mean(0)
-        scale = (x[tr] - mean).pow(2).mean().sqrt().clamp_min(1e-12)
-        z = (x - mean) / scale
-        w, b = self._fit(z[tr], target[tr], 1 if len(classes) == 2 else len(classes))
         with torch.no_grad():
-            weights = w / scale  # normal of the boundary in the raw activation space
-            self._weights = torch.cat([-weights, weights]) if len(w) == 1 else weights
+            # Everything below touches the (n, F) activations only a few times: the training
+            # mean, the centred copy, one Gram matrix and the final weights. The rest works on
+            # n x n matrices (F is 10^4-10^6 for video layers, n a few dozen clips).
+            select = torch.zeros(1, len(x), device=x.device, dtype=x.dtype)
+            select[0, tr] = 1.0 / len(tr)
+            centred = x - select @ x  # centred with the training mean
+            gram_all = centred @ centred.T
+            # One global scale (training RMS) for conditioning: z = centred / scale.
+            scale2 = (gram_all.diagonal()[tr].sum() / (len(tr) * x.shape[1])).clamp_min(1e-24)
+            gram = gram_all / scale2
+            a, b = self._fit(gram[tr][:, tr], target[tr], 1 if len(classes) == 2 else len(classes))
+            coef = torch.zeros(len(x), a.shape[1], device=x.device, dtype=x.dtype)
+            coef[tr] = a
+            # w_z = a^T z_tr; in raw activation units the normal is w_z / scale.
+            weights = (coef.T @ centred) / scale2
+            self._weights = torch.cat([-weights, weights]) if len(weights) == 1 else weights
             self._classes = classes
             stats: dict[str, Any] = {
-                "accs": self._accuracy(z[te] @ w.T + b, target[te]),
-                "train_accs": self._accuracy(z[tr] @ w.T + b, target[tr]),
+                "accs": self._accuracy(gram[te][:, tr] @ a + b, target[te]),
+                "train_accs": self._accuracy(gram[tr][:, tr] @ a + b, target[tr]),
                 "num_train": len(tr),
                 "num_test": len(te),
             }
         return stats
 
     @torch.no_grad()
-    def _fit(self, z: Tensor, target: Tensor, n_out: int) -> tuple[Tensor, Tensor]:
+    def _fit(self, gram: Tensor, target: Tensor, n_out: int) -> tuple[Tensor, Tensor]:
         """Accelerated gradient descent (FISTA) with analytic gradients, in the dual.
 
         Starting from zero, every gradient step keeps ``w`` in the span of the training
@@ -144,16 +154,15 @@ class TorchLinearClassifier(Classifier):
         few dozen clips, which makes a CAV cost one Gram matrix. The loss is smooth, so the
         fixed step ``1 / L`` from the largest eigenvalue of ``K`` converges.
         """
-        n = z.shape[0]
-        gram = z @ z.T
+        n = gram.shape[0]
         # Bias column folded into the curvature bound (+1 per entry).
         lam = float(torch.linalg.eigvalsh((gram + 1.0).double())[-1])
         curvature = {"logistic": 0.25 if n_out == 1 else 0.5, "squared_hinge": 2.0}[self.loss]
         step = 1.0 / (curvature * lam / n + self.alpha)
-        onehot = F.one_hot(target, max(n_out, 2)).to(z.dtype)
-        sign = target.to(z.dtype) * 2 - 1
-        a = torch.zeros(n, n_out, device=z.device, dtype=z.dtype)  # w = a^T z
-        b = torch.zeros(n_out, device=z.device, dtype=z.dtype)
+        onehot = F.one_hot(target, max(n_out, 2)).to(gram.dtype)
+        sign = target.to(gram.dtype) * 2 - 1
+        a = torch.zeros(n, n_out, device=gram.device, dtype=gram.dtype)  # w = a^T z
+        b = torch.zeros(n_out, device=gram.device, dtype=gram.dtype)
         a_prev, b_prev, momentum = a, b, 1.0
         for it in range(self.steps):
             if it % 25 == 24 and float((a - a_prev).abs().max()) <= self.tol * float(
@@ -175,7 +184,7 @@ class TorchLinearClassifier(Classifier):
             a_prev, b_prev, momentum = a, b, next_momentum
             a = ay - step * (dlogit / n + self.alpha * ay)
             b = by - step * dlogit.mean(0)
-        return a.T @ z, b
+        return a, b
 
     @staticmethod
     def _accuracy(logits: Tensor, target: Tensor) -> Tensor:

@@ -15,6 +15,7 @@ the model returns. This subclass keeps its interface and output format but
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -337,7 +338,10 @@ class VideoTCAV(TCAV):
         missing: dict[Concept, list[str]] = defaultdict(list)
         for layer in self.layers:
             if self.cache == "disk" and layer not in self.cavs.get(key, {}):
-                cav = CAV.load(self.save_path, self.model_id, concepts, self._store_key(layer))
+                with warnings.catch_warnings():
+                    # Captum's CAV.load names numpy.core, deprecated in numpy 2.
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    cav = CAV.load(self.save_path, self.model_id, concepts, self._store_key(layer))
                 if cav is not None:
                     self.cavs[key][layer] = cav
             if layer in self.cavs.get(key, {}):
