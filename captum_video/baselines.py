@@ -64,8 +64,7 @@ def _mask_per_clip(mask: Tensor | Any, x: Tensor, name: str = "mask") -> Tensor:
         mask = mask.unsqueeze(0)
     if mask.dim() != 2 or mask.shape[1] != t or mask.shape[0] not in (1, n):
         raise ValueError(
-            f"{name} must have shape (T,) or (N, T) = ({t},) or ({n}, {t}), "
-            f"got {tuple(mask.shape)}"
+            f"{name} must have shape (T,) or (N, T) = ({t},) or ({n}, {t}), got {tuple(mask.shape)}"
         )
     return mask.to(device=x.device, dtype=x.dtype).expand(n, t)
 
@@ -125,7 +124,9 @@ def freeze_soft(x: Tensor, mask: Tensor) -> Tensor:
     idx = torch.arange(t, device=x.device)
     # between[t, s, u] is True for s < u <= t: the factors m_u that carry frame s to t.
     between = (idx.view(1, 1, t) > idx.view(1, t, 1)) & (idx.view(1, 1, t) <= idx.view(t, 1, 1))
-    carry = torch.where(between.unsqueeze(0), m.view(-1, 1, 1, t), torch.ones_like(m).view(-1, 1, 1, t))
+    carry = torch.where(
+        between.unsqueeze(0), m.view(-1, 1, 1, t), torch.ones_like(m).view(-1, 1, 1, t)
+    )
     weights = carry.prod(-1) * (1 - m).unsqueeze(1)  # (N, T, S)
     weights = weights * (idx.view(t, 1) >= idx.view(1, t))  # only past frames
     return torch.einsum("nts,ncshw->ncthw", weights, x)

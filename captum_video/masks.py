@@ -236,7 +236,7 @@ def supervoxel_mask(
     )
     grid = [
         ((torch.arange(c, device=dev, dtype=torch.float32) + 0.5) * size / c).floor().long()
-        for c, size in zip(counts, (t, h, w))
+        for c, size in zip(counts, (t, h, w), strict=True)
     ]
     seeds = torch.stack(torch.meshgrid(*grid, indexing="ij"), dim=-1).view(-1, 3)
     seed_index = (seeds[:, 0] * h + seeds[:, 1]) * w + seeds[:, 2]
@@ -244,15 +244,22 @@ def supervoxel_mask(
     k = centres.shape[1]
     for _ in range(max(1, n_iter)):
         labels = torch.cat(
-            [torch.cdist(feats[:, i : i + chunk], centres).argmin(2) for i in range(0, feats.shape[1], chunk)],
+            [
+                torch.cdist(feats[:, i : i + chunk], centres).argmin(2)
+                for i in range(0, feats.shape[1], chunk)
+            ],
             dim=1,
         )
         sums = torch.zeros_like(centres).scatter_add_(
             1, labels.unsqueeze(2).expand_as(feats), feats
         )
-        sizes = torch.zeros(n, k, device=dev).scatter_add_(1, labels, torch.ones_like(labels, dtype=torch.float32))
+        sizes = torch.zeros(n, k, device=dev).scatter_add_(
+            1, labels, torch.ones_like(labels, dtype=torch.float32)
+        )
         # Empty clusters keep their old centre (and are dropped by relabel).
-        centres = torch.where(sizes.unsqueeze(2) > 0, sums / sizes.clamp_min(1).unsqueeze(2), centres)
+        centres = torch.where(
+            sizes.unsqueeze(2) > 0, sums / sizes.clamp_min(1).unsqueeze(2), centres
+        )
     return relabel(labels.view(n, t, h, w)).view(n, 1, t, h, w)
 
 

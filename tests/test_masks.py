@@ -128,8 +128,10 @@ def _per_feature(values: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tens
     return torch.zeros(values.shape[0], k).scatter_add_(1, full, values.sum(1).flatten(1))
 
 
-_CHEAP = [(FeatureAblation, {"perturbations_per_eval": 8}, 1e-4),
-          (ShapleyValueSampling, {"n_samples": 2, "perturbations_per_eval": 8}, 1e-4)]
+_CHEAP = [
+    (FeatureAblation, {"perturbations_per_eval": 8}, 1e-4),
+    (ShapleyValueSampling, {"n_samples": 2, "perturbations_per_eval": 8}, 1e-4),
+]
 _KERNEL_SHAP = (KernelShap, {"n_samples": 80, "perturbations_per_eval": 80}, 1e-3)
 _LIME = (Lime, {"n_samples": 120, "perturbations_per_eval": 64}, 0.05)
 _BUILDERS = ["frame", "segment", "tube", "supervoxel", "flow"]

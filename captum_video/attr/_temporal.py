@@ -169,7 +169,9 @@ class TemporalOcclusion(PerturbationAttribution):
                     f"occluded in time, got inputs[{i}] of shape {tuple(extra.shape)}"
                 )
         if not isinstance(window, int) or not 1 <= window <= t:
-            raise ValueError(f"window must be an int in [1, {t}] (the clip's frames), got {window!r}")
+            raise ValueError(
+                f"window must be an int in [1, {t}] (the clip's frames), got {window!r}"
+            )
         if not isinstance(stride, int) or stride < 1 or (stride > window and window < t):
             raise ValueError(f"stride must be an int in [1, window={window}], got {stride!r}")
         if not isinstance(perturbations_per_eval, int) or perturbations_per_eval < 1:
@@ -181,7 +183,7 @@ class TemporalOcclusion(PerturbationAttribution):
             raise ValueError(f"got {len(specs)} baselines for {len(xs)} input tensors")
         if window == t and any(isinstance(s, str) and s == "freeze" for s in specs):
             raise ValueError("baselines='freeze' needs a frame outside the window; use window < T")
-        fills = tuple(self._fill(x, s) for x, s in zip(xs, specs))
+        fills = tuple(self._fill(x, s) for x, s in zip(xs, specs, strict=True))
         afa = _format_additional_forward_args(additional_forward_args)
 
         initial = _run_forward(self.forward_func, xs, None, afa)
@@ -207,7 +209,8 @@ class TemporalOcclusion(PerturbationAttribution):
             sel = slice(first, min(first + perturbations_per_eval, count))
             k = sel.stop - sel.start
             batch = tuple(
-                self._occlude(x, fill, cover[sel], src[sel]) for x, fill in zip(xs, fills)
+                self._occlude(x, fill, cover[sel], src[sel])
+                for x, fill in zip(xs, fills, strict=True)
             )
             out = _run_forward(
                 self.forward_func,
@@ -220,9 +223,7 @@ class TemporalOcclusion(PerturbationAttribution):
 
         weights = cover.to(drops.dtype)
         curve = (drops.t() @ weights) / weights.sum(0).clamp_min(1)  # (N, T)
-        attrs = tuple(
-            curve.to(x.dtype).view(n, 1, t, 1, 1).expand_as(x).contiguous() for x in xs
-        )
+        attrs = tuple(curve.to(x.dtype).view(n, 1, t, 1, 1).expand_as(x).contiguous() for x in xs)
         return _format_output(is_tuple, attrs)  # type: ignore[return-value]
 
     @staticmethod

@@ -102,7 +102,9 @@ def temporal_sensitivity(
             kwargs["generator"] = generator
         perturbed = op(x, **kwargs)
         if not isinstance(perturbed, Tensor) or perturbed.shape != x.shape:
-            raise ValueError(f"operator {name!r} must return a tensor shaped like x {tuple(x.shape)}")
+            raise ValueError(
+                f"operator {name!r} must return a tensor shaped like x {tuple(x.shape)}"
+            )
         drops[name] = p_clean - _select_targets(probabilities(perturbed), target)
     return drops
 

@@ -51,10 +51,14 @@ def test_matches_captum_occlusion_with_the_same_windows(small_model, window, str
     )
     assert ours.shape == x.shape
     assert torch.allclose(ours, theirs, atol=1e-6)
-    zero = TemporalOcclusion(small_model).attribute(x, window=window, stride=stride,
-                                                    baselines="zero", target=0)
+    zero = TemporalOcclusion(small_model).attribute(
+        x, window=window, stride=stride, baselines="zero", target=0
+    )
     captum_zero = Occlusion(small_model).attribute(
-        x, sliding_window_shapes=(3, window, 16, 16), strides=(3, stride, 16, 16), target=0,
+        x,
+        sliding_window_shapes=(3, window, 16, 16),
+        strides=(3, stride, 16, 16),
+        target=0,
         perturbations_per_eval=8,
     )
     assert torch.allclose(zero, captum_zero, atol=1e-6)
@@ -160,15 +164,21 @@ def test_tuple_inputs_and_additional_forward_args() -> None:
     forward = _two_stream()
     a, b = torch.rand(2, 3, 8, 16, 16), torch.rand(2, 2, 8, 16, 16)
     attr = TemporalOcclusion(forward).attribute(
-        (a, b), window=2, stride=2, baselines="zero", target=0, additional_forward_args=2.0,
+        (a, b),
+        window=2,
+        stride=2,
+        baselines="zero",
+        target=0,
+        additional_forward_args=2.0,
         perturbations_per_eval=4,
     )
     assert isinstance(attr, tuple) and attr[0].shape == a.shape and attr[1].shape == b.shape
     assert torch.allclose(frame_curve(attr[0]), frame_curve(attr[1]))
     with torch.no_grad():
-        expected = forward(a, b, 2.0)[:, 0] - forward(
-            occlude_window(a, 2, 2, "zero"), occlude_window(b, 2, 2, "zero"), 2.0
-        )[:, 0]
+        expected = (
+            forward(a, b, 2.0)[:, 0]
+            - forward(occlude_window(a, 2, 2, "zero"), occlude_window(b, 2, 2, "zero"), 2.0)[:, 0]
+        )
     assert torch.allclose(frame_curve(attr[0])[:, 2], expected, atol=1e-5)
 
 

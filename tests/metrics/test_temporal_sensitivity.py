@@ -20,7 +20,9 @@ def test_drops_match_a_hand_computation() -> None:
     target = torch.tensor([0, 2, 3])
     before = model_snapshot(model)
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
-    drops = temporal_sensitivity(model, x, target, ops=("freeze", "reverse", "shuffle"), generator=g1)
+    drops = temporal_sensitivity(
+        model, x, target, ops=("freeze", "reverse", "shuffle"), generator=g1
+    )
     assert list(drops) == ["freeze", "reverse", "shuffle"]
     with torch.no_grad():
         p = model(x).softmax(1).gather(1, target[:, None]).squeeze(1)
@@ -54,7 +56,8 @@ def test_defaults_custom_ops_and_errors() -> None:
 
 
 def test_motion_model_relies_on_time_far_more_than_appearance_model(
-    demo_model, appearance_model  # noqa: ANN001
+    demo_model,
+    appearance_model,  # noqa: ANN001
 ) -> None:
     g = torch.Generator().manual_seed(0)
     motion_clips, motion_labels, _ = MovingShapes("motion", num_samples=8, seed=11).tensors()
