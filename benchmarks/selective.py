@@ -49,11 +49,13 @@ def wrapped_method(model: nn.Module, layer: nn.Module) -> tuple[Any, str]:
 def interleaved_times(
     fns: dict[str, Callable[[], Any]], device: torch.device, repeats: int
 ) -> dict[str, dict[str, float]]:
-    """Median/min time of each function, alternating them per round so that load changes on
-    a shared machine hit all of them alike (one warm-up round first)."""
+    """Median/min time of each function, alternating them per round (and their order between
+    rounds) so that load changes on a shared machine hit all of them alike; one warm-up round
+    first."""
     times: dict[str, list[float]] = {key: [] for key in fns}
     for round_ in range(repeats + 1):
-        for key, fn in fns.items():
+        order = list(fns.items()) if round_ % 2 else list(fns.items())[::-1]
+        for key, fn in order:
             start = time.perf_counter()
             fn()
             sync(device)
@@ -126,7 +128,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--out", default=None, help="write the JSON here too")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads; 1 avoids thread wake-up latency on an oversubscribed machine",
+    )
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
     frames, size, repeats = (16, 112, 5) if args.full else (8, 56, 3)
