@@ -26,7 +26,7 @@ ConceptKind = Literal["static", "dynamic", "random", "other"]
 Preprocess = Callable[[Tensor], Tensor]
 
 
-def _input_batches(batch: tuple[Tensor, ...]) -> Tensor:
+def _input_batches(batch: list[tuple[Tensor, ...]]) -> Tensor:
     # Captum's concept iterators yield input batches only, without labels.
     return torch.stack([item[0] for item in batch])
 
