@@ -1,0 +1,139 @@
+"""Throughput of explain_dataset against a plain Python loop over the same clips (issue 11).
+
+On the bundled demo model (C3DSmall, MovingShapes clips 3 x 16 x 32 x 32) and the same clips:
+
+- ``loop``: for each clip, predict its class and call the method on that one clip, the way a
+  script without batching does it (nothing is written);
+- ``loop_with_metrics``: the same loop also computing what explain_dataset computes per clip
+  (temporal sensitivity with freeze and shuffle, spatial bias via selective relevance,
+  relevance mass);
+- ``explain_dataset``: the full pipeline in batches: attributions + all metrics + compressed
+  shards on disk (report, TensorBoard and clip export off, as they are a fixed cost);
+- ``explain_dataset_no_metrics``: the same without the metrics, attributions and shards only.
+
+The figure of merit is ``speedup_vs_loop`` = clips/s of explain_dataset / clips/s of the loop
+(target >= 2 on a CPU); ``speedup_vs_loop_with_metrics`` compares equal work. Configurations
+are timed alternately, round by round, so load changes of a shared machine hit all alike.
+
+Run ``python -m benchmarks.batch --quick`` (16 clips in one batch; a minute or two on a
+2-core CPU) or ``--full`` (256 clips, batches of 32) with ``--out FILE.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks._common import emit, sync
+from captum_video.attr import selective_relevance
+from captum_video.batch import explain_dataset
+from captum_video.datasets import MovingShapes
+from captum_video.explainers import make_explainer, predict
+from captum_video.metrics import relevance_mass, spatial_bias, temporal_sensitivity
+from captum_video.models import load_demo_model
+
+
+def _loop(model: torch.nn.Module, data: MovingShapes, method: str, metrics: bool) -> None:
+    explain = make_explainer(method, model)
+    for i in range(len(data)):
+        clip, _, mask = data[i]
+        x = clip[None]
+        cls, _ = predict(model, x)
+        relevance = explain(x, cls)
+        if metrics:
+            temporal_sensitivity(
+                model, x, cls, ops=("freeze", "shuffle"), generator=torch.Generator().manual_seed(i)
+            )
+            spatial_bias(relevance, selective_relevance(relevance, sigma=3.0)[0])
+            relevance_mass(relevance, mask[None])
+
+
+def run(num_clips: int, batch_size: int, method: str, repeats: int) -> dict[str, Any]:
+    """Time the four configurations on ``num_clips`` clips; returns the results dict."""
+    model = load_demo_model("motion")
+    data = MovingShapes("motion", num_samples=num_clips, seed=123)
+    device = torch.device("cpu")
+    scratch = Path(tempfile.mkdtemp(prefix="captum-video-bench-batch-"))
+    quiet = {"progress": False, "highlights": 0, "tensorboard": False, "report": False}
+
+    def dataset_run(metrics: bool) -> Callable[[], Any]:
+        extra: dict[str, Any] = {} if metrics else {"temporal_ops": (), "selective_sigma": None}
+        return lambda: explain_dataset(
+            model,
+            data,
+            [method],
+            scratch / ("m" if metrics else "n"),
+            batch_size=batch_size,
+            shard_size=4 * batch_size,
+            overwrite=True,  # every round computes everything again
+            **quiet,
+            **extra,
+        )
+
+    fns = {
+        "loop": lambda: _loop(model, data, method, metrics=False),
+        "loop_with_metrics": lambda: _loop(model, data, method, metrics=True),
+        "explain_dataset": dataset_run(True),
+        "explain_dataset_no_metrics": dataset_run(False),
+    }
+    times: dict[str, list[float]] = {key: [] for key in fns}
+    try:
+        for round_ in range(repeats + 1):  # round 0 warms up
+            for key, fn in fns.items():
+                start = time.perf_counter()
+                fn()
+                sync(device)
+                if round_ > 0:
+                    times[key].append(time.perf_counter() - start)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    results: dict[str, Any] = {}
+    for key, t in times.items():
+        best = min(t)
+        results[key] = {
+            "median_s": statistics.median(t),
+            "min_s": best,
+            "clips_per_s": num_clips / best,
+        }
+    clips_per_s = {key: r["clips_per_s"] for key, r in results.items()}
+    return {
+        "method": method,
+        "num_clips": num_clips,
+        "batch_size": batch_size,
+        "clip_shape": [3, 16, 32, 32],
+        "repeats": repeats,
+        "timings": results,
+        "speedup_vs_loop": clips_per_s["explain_dataset"] / clips_per_s["loop"],
+        "speedup_vs_loop_with_metrics": clips_per_s["explain_dataset"]
+        / clips_per_s["loop_with_metrics"],
+        "speedup_no_metrics_vs_loop": clips_per_s["explain_dataset_no_metrics"]
+        / clips_per_s["loop"],
+        "target": "speedup_vs_loop >= 2 (CPU)",
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Command-line entry point; prints (and optionally writes) the JSON results."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="16 clips, one batch (default)")
+    size.add_argument("--full", action="store_true", help="256 clips, batches of 32")
+    parser.add_argument("--method", default="gradcam_tube")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--out", default=None, help="also write the JSON here")
+    args = parser.parse_args(argv)
+    num_clips, batch_size, repeats = (256, 32, 3) if args.full else (16, 16, 2)
+    results = run(num_clips, batch_size, args.method, args.repeats or repeats)
+    return emit("batch", results, args.out)
+
+
+if __name__ == "__main__":
+    main()
