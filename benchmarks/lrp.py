@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="1 x 3 x 8 x 56 x 56 (default)")
     size.add_argument("--full", action="store_true", help="1 x 3 x 16 x 112 x 112")
-    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs (after 1 warm-up)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip", nargs="*", default=[], help="methods to leave out")
     parser.add_argument("--out", default=None)
@@ -143,12 +143,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name, fn in methods.items():
         if name in args.skip:
             continue
-        timing = time_fn(fn, device, repeats=repeats, warmup=1)
+        last: list[Tensor] = []
+        timing = time_fn(lambda fn=fn, last=last: last.append(fn()), device, repeats, 1)
         entry: dict[str, Any] = dict(timing)
         if name == "floor_forward_backward":
             floor = timing["median_s"]
         else:
-            rel = fn()
+            rel = last[-1].detach()
             entry["relevance_sum"] = float(rel.sum())
             entry["relative_delta"] = abs(logit - float(rel.sum())) / abs(logit)
         if floor is not None:
