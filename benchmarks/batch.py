@@ -15,8 +15,8 @@ The figure of merit is ``speedup_vs_loop`` = clips/s of explain_dataset / clips/
 (target >= 2 on a CPU); ``speedup_vs_loop_with_metrics`` compares equal work. Configurations
 are timed alternately, round by round, so load changes of a shared machine hit all alike.
 
-Run ``python -m benchmarks.batch --quick`` (16 clips in one batch; a minute or two on a
-2-core CPU) or ``--full`` (256 clips, batches of 32) with ``--out FILE.json``.
+Run ``python -m benchmarks.batch --quick`` (32 clips, batches of 16, one round; a minute or
+two on a 2-core CPU) or ``--full`` (256 clips, batches of 32) with ``--out FILE.json``.
 """
 
 from __future__ import annotations
@@ -59,40 +59,45 @@ def _loop(model: torch.nn.Module, data: MovingShapes, method: str, metrics: bool
 def run(num_clips: int, batch_size: int, method: str, repeats: int) -> dict[str, Any]:
     """Time the four configurations on ``num_clips`` clips; returns the results dict."""
     model = load_demo_model("motion")
-    data = MovingShapes("motion", num_samples=num_clips, seed=123)
     device = torch.device("cpu")
     scratch = Path(tempfile.mkdtemp(prefix="captum-video-bench-batch-"))
     quiet = {"progress": False, "highlights": 0, "tensorboard": False, "report": False}
 
-    def dataset_run(metrics: bool) -> Callable[[], Any]:
-        extra: dict[str, Any] = {} if metrics else {"temporal_ops": (), "selective_sigma": None}
-        return lambda: explain_dataset(
-            model,
-            data,
-            [method],
-            scratch / ("m" if metrics else "n"),
-            batch_size=batch_size,
-            shard_size=4 * batch_size,
-            overwrite=True,  # every round computes everything again
-            **quiet,
-            **extra,
-        )
+    def configurations(data: MovingShapes) -> dict[str, Callable[[], Any]]:
+        def dataset_run(metrics: bool) -> Callable[[], Any]:
+            extra: dict[str, Any] = {} if metrics else {"temporal_ops": (), "selective_sigma": None}
+            return lambda: explain_dataset(
+                model,
+                data,
+                [method],
+                scratch / ("m" if metrics else "n"),
+                batch_size=batch_size,
+                shard_size=4 * batch_size,
+                overwrite=True,  # every round computes everything again
+                **quiet,
+                **extra,
+            )
 
-    fns = {
-        "loop": lambda: _loop(model, data, method, metrics=False),
-        "loop_with_metrics": lambda: _loop(model, data, method, metrics=True),
-        "explain_dataset": dataset_run(True),
-        "explain_dataset_no_metrics": dataset_run(False),
-    }
+        return {
+            "loop": lambda: _loop(model, data, method, metrics=False),
+            "loop_with_metrics": lambda: _loop(model, data, method, metrics=True),
+            "explain_dataset": dataset_run(True),
+            "explain_dataset_no_metrics": dataset_run(False),
+        }
+
+    data = MovingShapes("motion", num_samples=num_clips, seed=123)
+    warmup = configurations(MovingShapes("motion", num_samples=2, seed=123))
+    fns = configurations(data)
     times: dict[str, list[float]] = {key: [] for key in fns}
     try:
-        for round_ in range(repeats + 1):  # round 0 warms up
+        for fn in warmup.values():
+            fn()
+        for _ in range(repeats):  # alternate configurations round by round
             for key, fn in fns.items():
                 start = time.perf_counter()
                 fn()
                 sync(device)
-                if round_ > 0:
-                    times[key].append(time.perf_counter() - start)
+                times[key].append(time.perf_counter() - start)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     results: dict[str, Any] = {}
@@ -124,13 +129,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command-line entry point; prints (and optionally writes) the JSON results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="16 clips, one batch (default)")
+    size.add_argument("--quick", action="store_true", help="32 clips, batches of 16 (default)")
     size.add_argument("--full", action="store_true", help="256 clips, batches of 32")
     parser.add_argument("--method", default="gradcam_tube")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--out", default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
-    num_clips, batch_size, repeats = (256, 32, 3) if args.full else (16, 16, 2)
+    num_clips, batch_size, repeats = (256, 32, 3) if args.full else (32, 16, 1)
     results = run(num_clips, batch_size, args.method, args.repeats or repeats)
     return emit("batch", results, args.out)
 

@@ -624,7 +624,12 @@ def _explain_batch(
     drops: dict[str, Tensor] = {}
     if config["temporal_ops"]:
         ops = {name: _temporal_op(name, indices, config["seed"]) for name in config["temporal_ops"]}
-        drops = temporal_sensitivity(model, x, target, ops=ops)
+
+        def forward(inputs: Tensor) -> Tensor:
+            # temporal_sensitivity first scores x itself: reuse the logits computed above.
+            return logits if inputs is x else model(inputs)
+
+        drops = temporal_sensitivity(forward, x, target, ops=ops)
 
     attrs: dict[str, Tensor] = {}
     per_method: dict[str, dict[str, Tensor]] = {}
