@@ -54,7 +54,9 @@ def test_read_video_stride_start_native_size_rgb_order() -> None:
     raw = _raw_frames(BIKES, [5, 8, 11, 14])
     assert clip.shape == (3, 4, raw[0].shape[0], raw[0].shape[1])
     for t, ref in enumerate(raw):
-        assert torch.equal((clip[:, t] * 255).round().byte(), torch.from_numpy(ref).permute(2, 0, 1))
+        assert torch.equal(
+            (clip[:, t] * 255).round().byte(), torch.from_numpy(ref).permute(2, 0, 1)
+        )
 
 
 def test_read_other_bundled_clip() -> None:
@@ -98,8 +100,12 @@ def test_sample_clips_from_tensor() -> None:
     video = torch.arange(40.0).view(1, 40, 1, 1).expand(3, 40, 2, 2).contiguous()
     clips = sample_clips(video, num_frames=4, clip_stride=10)
     assert clips.shape == (4, 3, 4, 2, 2)
-    assert clips[:, 0, :, 0, 0].tolist() == [[0, 1, 2, 3], [10, 11, 12, 13], [20, 21, 22, 23],
-                                             [30, 31, 32, 33]]
+    assert clips[:, 0, :, 0, 0].tolist() == [
+        [0, 1, 2, 3],
+        [10, 11, 12, 13],
+        [20, 21, 22, 23],
+        [30, 31, 32, 33],
+    ]
     with pytest.raises(ValueError, match="frames"):
         sample_clips(video[:, :3], num_frames=4)
 

@@ -63,8 +63,9 @@ def test_demo_models_depend_on_what_they_were_trained_on() -> None:
 
 def test_training_script_runs_and_saves(tmp_path: Path) -> None:
     out = tmp_path / "tiny.pt"
-    model, acc = train_demo_model("motion", num_train=32, num_val=16, epochs=1, out=out,
-                                  log=lambda s: None)
+    model, acc = train_demo_model(
+        "motion", num_train=32, num_val=16, epochs=1, out=out, log=lambda s: None
+    )
     assert out.is_file() and 0.0 <= acc <= 1.0
     ckpt = torch.load(out, weights_only=True)
     assert ckpt["arch"] == "c3d_small" and "train_command" in ckpt
@@ -89,5 +90,11 @@ def test_torchvision_loader_reads_local_state_dict(tmp_path: Path) -> None:
         load_torchvision_model("r3d_18", tmp_path / "nope.pt")
     with pytest.raises(ValueError, match="unknown"):
         load_torchvision_model("resnet50")
-    assert set(TORCHVISION_VIDEO_MODELS) >= {"r3d_18", "mc3_18", "r2plus1d_18", "s3d",
-                                             "mvit_v2_s", "swin3d_t"}
+    assert set(TORCHVISION_VIDEO_MODELS) >= {
+        "r3d_18",
+        "mc3_18",
+        "r2plus1d_18",
+        "s3d",
+        "mvit_v2_s",
+        "swin3d_t",
+    }
