@@ -1,6 +1,8 @@
 """Throughput of explain_dataset against a plain Python loop over the same clips (issue 11).
 
-On the bundled demo model (C3DSmall, MovingShapes clips 3 x 16 x 32 x 32) and the same clips:
+On the bundled demo model (C3DSmall, MovingShapes clips 3 x 16 x 32 x 32) and the same clips,
+rendered once beforehand (a ``TensorDataset`` of ``(clip, label, mask)``) so that neither side
+pays for making synthetic videos:
 
 - ``loop``: for each clip, predict its class and call the method on that one clip, the way a
   script without batching does it (nothing is written);
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import TensorDataset
 
 from benchmarks._common import emit, sync
 from captum_video.attr import selective_relevance
@@ -41,7 +44,7 @@ from captum_video.metrics import relevance_mass, spatial_bias, temporal_sensitiv
 from captum_video.models import load_demo_model
 
 
-def _loop(model: torch.nn.Module, data: MovingShapes, method: str, metrics: bool) -> None:
+def _loop(model: torch.nn.Module, data: TensorDataset, method: str, metrics: bool) -> None:
     explain = make_explainer(method, model)
     for i in range(len(data)):
         clip, _, mask = data[i]
@@ -63,7 +66,7 @@ def run(num_clips: int, batch_size: int, method: str, repeats: int) -> dict[str,
     scratch = Path(tempfile.mkdtemp(prefix="captum-video-bench-batch-"))
     quiet = {"progress": False, "highlights": 0, "tensorboard": False, "report": False}
 
-    def configurations(data: MovingShapes) -> dict[str, Callable[[], Any]]:
+    def configurations(data: TensorDataset) -> dict[str, Callable[[], Any]]:
         def dataset_run(metrics: bool) -> Callable[[], Any]:
             extra: dict[str, Any] = {} if metrics else {"temporal_ops": (), "selective_sigma": None}
             return lambda: explain_dataset(
@@ -85,8 +88,8 @@ def run(num_clips: int, batch_size: int, method: str, repeats: int) -> dict[str,
             "explain_dataset_no_metrics": dataset_run(False),
         }
 
-    data = MovingShapes("motion", num_samples=num_clips, seed=123)
-    warmup = configurations(MovingShapes("motion", num_samples=2, seed=123))
+    data = TensorDataset(*MovingShapes("motion", num_samples=num_clips, seed=123).tensors())
+    warmup = configurations(TensorDataset(*data[:2]))
     fns = configurations(data)
     times: dict[str, list[float]] = {key: [] for key in fns}
     try:

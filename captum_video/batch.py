@@ -213,7 +213,7 @@ def explain_dataset(
         >>> run = explain_dataset(
         ...     load_demo_model("motion"), MovingShapes("motion", num_samples=32),
         ...     ["gradcam_tube"], "runs/moving-shapes", batch_size=16)
-        >>> run.summary["temporal_sensitivity"]["freeze"] > 0.5   # a motion model
+        >>> run.summary["overall"]["temporal_sensitivity"]["freeze"] > 0.5  # a motion model
         True
         >>> # the same script under: torchrun --nproc_per_node 2 explain.py
     """
