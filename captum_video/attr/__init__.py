@@ -27,15 +27,9 @@ from captum_video.attr._lrp import (
 from captum_video.attr._selective import SelectiveRelevance, selective_relevance
 from captum_video.attr._split import SpatioTemporalRelevance, SpatioTemporalSplit
 from captum_video.attr._temporal import TemporalMask, TemporalOcclusion, frame_curve
+from captum_video.attr._tubes import GradCAMTube, SaliencyTube
 
 __all__ = [
-    "reduce_channels",
-    "upsample_to_input",
-    "SelectiveRelevance",
-    "selective_relevance",
-    "TemporalOcclusion",
-    "TemporalMask",
-    "frame_curve",
     "DeepTaylor3D",
     "SpatioTemporalSplit",
     "SpatioTemporalRelevance",
@@ -55,4 +49,13 @@ __all__ = [
     "NoInplaceReLU",
     "canonized",
     "default_canonizers",
+    "GradCAMTube",
+    "SaliencyTube",
+    "TemporalOcclusion",
+    "TemporalMask",
+    "frame_curve",
+    "reduce_channels",
+    "upsample_to_input",
+    "SelectiveRelevance",
+    "selective_relevance",
 ]
