@@ -30,6 +30,7 @@ gives one, as :class:`~captum_video.datasets.MovingShapes` does).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -131,6 +132,7 @@ def explain_dataset(
     report: bool = True,
     progress: bool = True,
     overwrite: bool = False,
+    fingerprint: str | None = None,
 ) -> DatasetExplanation:
     r"""Explain every clip of a data set with one or more methods and write shards + a report.
 
@@ -195,7 +197,12 @@ def explain_dataset(
         progress (bool, optional): show a tqdm bar with clips/s. Default: True
         overwrite (bool, optional): delete earlier results in ``out_dir`` instead of
             resuming; without it, results of a *different* configuration are an error.
-            Default: False
+            The configuration covers the options above, the model's class, and the data
+            set's class and plain attributes (e.g. a VideoFolder's file list and clip size,
+            a MovingShapes' seed). Default: False
+        fingerprint (str, optional): anything else that identifies the run and is not seen
+            otherwise, e.g. the model's weights file; stored with the configuration, so
+            resuming with another fingerprint is an error. Default: None
 
     Returns:
         DatasetExplanation: paths, the merged summary and how many clips were computed.
@@ -247,6 +254,8 @@ def explain_dataset(
         "preprocess": preprocess if isinstance(preprocess, str) or preprocess is None else "custom",
         "model": type(model).__name__,
         "class_names": list(names) if names is not None else None,
+        "data": _describe(dataset),
+        "fingerprint": fingerprint,
     }
 
     rank, world, created = _init_distributed(device)
@@ -317,6 +326,22 @@ def _unpack_data(
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")
     return data, batch_size, num_workers
+
+
+def _describe(dataset: Dataset) -> dict[str, Any]:
+    """The data set's class and plain attributes, to tell data sets apart when resuming."""
+    plain = (str, int, float, bool, type(None), Path)
+    attrs = {
+        key: value
+        for key, value in sorted(vars(dataset).items())
+        if not key.startswith("__")
+        and (
+            isinstance(value, plain)
+            or (isinstance(value, (list, tuple)) and all(isinstance(v, plain) for v in value))
+        )
+    }
+    text = json.dumps(attrs, default=str, sort_keys=True)
+    return {"type": type(dataset).__name__, "sha1": hashlib.sha1(text.encode()).hexdigest()}
 
 
 def _resolve_methods(

@@ -283,6 +283,19 @@ def test_other_configuration_in_out_dir_is_an_error_unless_overwrite(tmp_path: P
         explain_dataset(model, data, {"b": _identity}, tmp_path, **QUIET)
     run = explain_dataset(model, data, {"b": _identity}, tmp_path, overwrite=True, **QUIET)
     assert run.computed_clips == 4 and run.summary["methods"] == ["b"]
+    with pytest.raises(ValueError, match="different configuration.*fingerprint"):
+        explain_dataset(model, data, {"b": _identity}, tmp_path, fingerprint="w2.pt", **QUIET)
+
+
+def test_resuming_on_other_data_is_an_error(tmp_path: Path) -> None:
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 16 * 16, 4))
+    opts = {"temporal_ops": (), "selective_sigma": None, **QUIET}
+    shapes = {"num_frames": 4, "size": 16, "speed": (1.0, 1.0), "object_size": 3}
+    data = MovingShapes("motion", num_samples=2, seed=1, **shapes)
+    explain_dataset(model, data, {"m": _identity}, tmp_path, **opts)
+    other = MovingShapes("motion", num_samples=2, seed=2, **shapes)
+    with pytest.raises(ValueError, match="different configuration.*data"):
+        explain_dataset(model, other, {"m": _identity}, tmp_path, **opts)
 
 
 @pytest.mark.parametrize(
