@@ -20,32 +20,22 @@ from captum_video.attr import (
     SelectiveRelevance,
     TemporalOcclusion,
     reduce_channels,
+    suggest_layer,
 )
 
-__all__ = ["EXPLAINERS", "make_explainer", "default_layer", "DEFAULT_LAYERS"]
+__all__ = ["EXPLAINERS", "make_explainer", "default_layer", "predict"]
 
 Explainer = Callable[[Tensor, Tensor], Tensor]
 
-#: The module each known architecture is explained at by layer methods: the last block that
-#: still has a time axis (dotted path from the model's root).
-DEFAULT_LAYERS: dict[str, str] = {
-    "C3DSmall": "layer3",
-    "R2Plus1DSmall": "layer3",
-    "VideoResNet": "layer4",  # r3d_18, mc3_18, r2plus1d_18
-    "S3D": "features",
-    "MViT": "blocks.15",
-    "SwinTransformer3d": "features",
-}
-
 
 def default_layer(model: nn.Module) -> nn.Module:
-    """The module layer methods explain by default for a known architecture.
+    """The module layer methods explain by default: :func:`~captum_video.attr.suggest_layer`.
 
     Args:
         model (nn.Module): a demo model or a torchvision video classifier.
 
     Returns:
-        nn.Module: the sub-module named in :data:`DEFAULT_LAYERS`.
+        nn.Module: the last block that still keeps several time steps.
 
     Example::
 
@@ -54,13 +44,7 @@ def default_layer(model: nn.Module) -> nn.Module:
         >>> default_layer(model) is model.layer3
         True
     """
-    name = DEFAULT_LAYERS.get(type(model).__name__)
-    if name is None:
-        raise ValueError(
-            f"no default layer for {type(model).__name__}; pass the layer to explain explicitly "
-            f"(known: {sorted(DEFAULT_LAYERS)})"
-        )
-    return model.get_submodule(name)
+    return suggest_layer(model)[1]
 
 
 def _saliency(model: nn.Module, layer: nn.Module | None) -> Explainer:

@@ -27,6 +27,7 @@ from captum_video.attr._lrp import (
 from captum_video.attr._selective import SelectiveRelevance, selective_relevance
 from captum_video.attr._split import SpatioTemporalRelevance, SpatioTemporalSplit
 from captum_video.attr._temporal import TemporalMask, TemporalOcclusion, frame_curve
+from captum_video.attr._token_reshape import suggest_layer
 from captum_video.attr._tubes import GradCAMTube, SaliencyTube
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "default_canonizers",
     "GradCAMTube",
     "SaliencyTube",
+    "suggest_layer",
     "TemporalOcclusion",
     "TemporalMask",
     "frame_curve",
