@@ -1,8 +1,9 @@
 """``captum-video``: explain a video model from the command line.
 
 ``captum-video demo`` runs end to end on the bundled demo model and a synthetic clip, with no
-download; ``captum-video explain VIDEO --model r3d_18 --weights r3d_18.pt`` explains real
-videos with a torchvision model whose weights are a local file.
+download; ``captum-video explain VIDEOS_OR_FOLDERS --model r3d_18 --weights r3d_18.pt``
+explains real videos (any number, in batches, resumable, with an HTML report) with a
+torchvision model whose weights are a local file.
 """
 
 from __future__ import annotations
@@ -18,18 +19,21 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from captum_video.batch import DatasetExplanation, explain_dataset
 from captum_video.datasets import MovingShapes
 from captum_video.explainers import EXPLAINERS, make_explainer, predict
-from captum_video.io import NORMALIZATION_PRESETS, normalize_video, read_video
+from captum_video.io import NORMALIZATION_PRESETS
 from captum_video.models import (
     TORCHVISION_VIDEO_MODELS,
     demo_model_info,
     load_demo_model,
     load_torchvision_model,
 )
+from captum_video.video_folder import VIDEO_SUFFIXES as _SUFFIXES
+from captum_video.video_folder import VideoFolder
 
 DEFAULT_METHOD = "gradcam_tube"
-VIDEO_SUFFIXES = {".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg"}
+VIDEO_SUFFIXES = set(_SUFFIXES)
 
 
 def _write_outputs(
@@ -219,23 +223,79 @@ def _model_from_args(args: argparse.Namespace) -> tuple[nn.Module, str, Sequence
     return model, TORCHVISION_VIDEO_MODELS[args.model], None
 
 
-def _videos(paths: Sequence[str]) -> list[Path]:
-    found: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
-        elif path.exists():
-            found.append(path)
-        else:
-            raise FileNotFoundError(f"video file not found: {path}")
-    if not found:
-        raise ValueError(f"no video files found in {', '.join(paths)}")
-    return found
+#: Up to this many videos, ``explain --per-video auto`` also writes one .pt/.json per video.
+PER_VIDEO_AUTO_LIMIT = 32
+
+
+def _target(value: str) -> int | str:
+    """``--target``: a class index, ``prediction`` or ``label``."""
+    if value in ("prediction", "label"):
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a class index, 'prediction' or 'label', got {value!r}"
+        ) from None
+
+
+def _write_per_video(
+    out: Path,
+    data: VideoFolder,
+    run: DatasetExplanation,
+    classes: Sequence[str] | None,
+    model_name: str,
+) -> list[Path]:
+    """One ``<stem>.pt`` (clip + relevance) and ``<stem>.json`` per video, as for single files."""
+
+    def label(i: int) -> str:
+        return classes[i] if classes and 0 <= i < len(classes) else str(i)
+
+    methods = run.summary["methods"]
+    written: list[Path] = []
+    for record in run.records():
+        index = record["index"]
+        path = data.paths[index]
+        clip = data[index]
+        clip = clip[0] if isinstance(clip, tuple) else clip
+        relevances = {m: run.attribution(index, m) for m in methods}
+        info = {
+            "method": methods[0],
+            "methods": methods,
+            "target": record["target"],
+            "target_label": label(record["target"]),
+            "prediction": record["prediction"],
+            "prediction_label": label(record["prediction"]),
+            "probability": record["probability"],
+            "temporal_sensitivity": record["temporal_sensitivity"],
+            "video": str(path),
+            "model": model_name,
+        }
+        tensor_path = out / f"{path.stem}.pt"
+        torch.save(
+            {"video": clip, "relevance": relevances[methods[0]], "relevances": relevances, **info},
+            tensor_path,
+        )
+        metrics = {m: record["methods"][m] for m in methods}
+        summary = {
+            **info,
+            "relevance_per_frame": metrics[methods[0]]["curve"],
+            "per_method": metrics,
+        }
+        (out / f"{path.stem}.json").write_text(json.dumps(summary, indent=2))
+        written += [tensor_path, out / f"{path.stem}.json"]
+    return written
 
 
 def run_explain(args: argparse.Namespace) -> list[Path]:
-    """The ``explain`` sub-command: explain each given video and write results to ``--out``."""
+    """The ``explain`` sub-command: explain videos (files or folders) with explain_dataset.
+
+    The videos are read one clip each (``--frames`` frames spread over the video), explained
+    in batches with every ``--method``, and written to ``--out`` as resumable shards with a
+    summary, a per-clip table, an HTML report, TensorBoard logs and videos of a few clips
+    (see :func:`captum_video.batch.explain_dataset`); rerunning the same command resumes.
+    With few videos (``--per-video auto``) each also gets a ``.pt`` and a ``.json``.
+    """
     model, preset, classes = _model_from_args(args)
     if args.model.startswith("demo"):
         size, frames = (32, 32), 16
@@ -244,26 +304,55 @@ def run_explain(args: argparse.Namespace) -> list[Path]:
     if args.normalize is not None:
         preset = args.normalize
     out = Path(args.out).resolve()
-    written: list[Path] = []
-    for video_path in _videos(args.videos):
-        clip = read_video(video_path, num_frames=frames, size=size)
-        model_input = normalize_video(clip, preset)
-        files, info = _explain_and_write(
-            model,
-            clip,
-            model_input,
-            args.method,
-            args.target,
-            classes,
-            out,
-            video_path.stem,
-            {"video": str(video_path), "model": args.model},
+    data = VideoFolder(
+        args.videos if len(args.videos) > 1 else args.videos[0],
+        num_frames=frames,
+        size=size,
+        labels_from_folders=args.labels_from_folders,
+    )
+    if data.classes is not None and classes is None:
+        classes = data.classes
+    run = explain_dataset(
+        model,
+        data,
+        args.method,
+        out,
+        batch_size=args.batch_size,
+        shard_size=args.shard_size,
+        num_workers=args.workers,
+        target=args.target,
+        preprocess=None if preset == "none" else preset,
+        float16=args.float16,
+        class_names=classes,
+        highlights=args.highlights,
+        tensorboard=not args.no_tensorboard,
+        report=not args.no_report,
+        progress=not args.quiet,
+        overwrite=args.overwrite,
+        fingerprint=json.dumps({"model": args.model, "weights": args.weights}),
+    )
+    written = list(run.files) + [out / "run.json", out / "shards"]
+    if not args.no_tensorboard:
+        written.append(out / "tensorboard")
+    if args.per_video == "always" or (
+        args.per_video == "auto" and len(data) <= PER_VIDEO_AUTO_LIMIT
+    ):
+        written += _write_per_video(out, data, run, classes, args.model)
+    for record in run.records()[:PER_VIDEO_AUTO_LIMIT]:
+        name = classes[record["prediction"]] if classes else str(record["prediction"])
+        print(f"{record['name']}: prediction {name!r} (p={record['probability']:.3f})")
+    verdict = run.summary.get("reliance")
+    print(
+        f"explained {run.summary['num_clips']} videos with {', '.join(run.summary['methods'])} "
+        f"({run.computed_clips} computed now, {run.skipped_clips} resumed)"
+        + (
+            f"; the model decides mainly from {verdict}"
+            if verdict in ("motion", "appearance")
+            else ""
         )
-        print(
-            f"{video_path.name}: prediction {info['prediction_label']!r} "
-            f"(p={info['probability']:.3f}), {args.method} of target {info['target_label']!r}"
-        )
-        written += files
+    )
+    if run.report is not None:
+        print(f"report: {run.report}")
     return written
 
 
@@ -291,10 +380,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--weights", default=None, help="local state-dict file of the model")
     explain.add_argument("--num-classes", type=int, default=None)
-    explain.add_argument("--method", default=DEFAULT_METHOD, choices=sorted(EXPLAINERS))
     explain.add_argument(
-        "--target", type=int, default=None, help="class to explain (default: the prediction)"
+        "--method",
+        nargs="+",
+        default=[DEFAULT_METHOD],
+        choices=sorted(EXPLAINERS),
+        help="one or more methods",
     )
+    explain.add_argument(
+        "--target",
+        type=_target,
+        default="prediction",
+        help="class to explain: an index, 'prediction' (default) or 'label' (with "
+        "--labels-from-folders)",
+    )
+    explain.add_argument(
+        "--labels-from-folders",
+        action="store_true",
+        help="one folder argument holding one sub-folder of videos per class",
+    )
+    explain.add_argument("--batch-size", type=int, default=8, help="clips per batch")
+    explain.add_argument("--shard-size", type=int, default=64, help="clips per resumable shard")
+    explain.add_argument("--workers", type=int, default=0, help="DataLoader decoding workers")
+    explain.add_argument("--float16", action="store_true", help="store attributions as float16")
+    explain.add_argument("--highlights", type=int, default=4, help="clips exported as videos")
+    explain.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    explain.add_argument("--no-tensorboard", action="store_true", help="skip TensorBoard logs")
+    explain.add_argument(
+        "--per-video",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help=f"also write <video>.pt/.json per video (auto: up to {PER_VIDEO_AUTO_LIMIT} videos)",
+    )
+    explain.add_argument("--overwrite", action="store_true", help="start afresh, do not resume")
+    explain.add_argument("--quiet", action="store_true", help="no progress bar")
     explain.add_argument("--frames", type=int, default=16)
     explain.add_argument("--size", type=int, default=112)
     explain.add_argument(

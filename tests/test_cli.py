@@ -78,3 +78,50 @@ def test_explain_bad_file_is_a_clear_error(tmp_path: Path) -> None:
     result = _run(["explain", str(bad)], tmp_path)
     assert result.returncode == 2
     assert "broken.mp4" in result.stderr and "Traceback" not in result.stderr
+
+
+def _write_avi(path: Path, clip: torch.Tensor) -> None:
+    """A (3, T, H, W) clip in [0, 1] as an MJPG .avi file."""
+    t, h, w = clip.shape[1:]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 8, (w, h))
+    frames = (clip.permute(1, 2, 3, 0).numpy()[..., ::-1] * 255).round().astype("uint8")
+    for frame in frames:
+        writer.write(frame.copy())
+    writer.release()
+
+
+def test_explain_a_folder_in_batches_with_report_and_resume(tmp_path: Path) -> None:
+    import numpy as np
+
+    from captum_video.datasets import MovingShapes
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    data = MovingShapes("motion", num_samples=3, seed=21)
+    for i in range(3):
+        _write_avi(folder / f"clip{i}.avi", data[i][0])
+    (folder / "notes.txt").write_text("not a video")
+    args = ["explain", "videos", "--method", "gradcam_tube", "saliency", "--batch-size", "2"]
+    args += ["--shard-size", "2", "--float16", "--highlights", "1", "--quiet", "--out", "out"]
+    result = _run(args, tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "out"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_clips"] == 3 and summary["methods"] == ["gradcam_tube", "saliency"]
+    with np.load(out / "shards" / "shard-00000.npz") as shard:
+        assert shard["attr_saliency"].dtype == np.float16
+        assert shard["attr_saliency"].shape == (2, 1, 16, 32, 32)
+    assert "report.html" in result.stdout and (out / "report.html").stat().st_size > 5000
+    for i in range(3):  # per-video files too (3 videos <= the auto limit)
+        saved = torch.load(out / f"clip{i}.pt", weights_only=False)
+        assert saved["relevance"].shape == (1, 16, 32, 32)
+        assert set(saved["relevances"]) == {"gradcam_tube", "saliency"}
+        per_video = json.loads((out / f"clip{i}.json").read_text())
+        assert per_video["prediction_label"] == data.classes[per_video["prediction"]]
+        assert len(per_video["relevance_per_frame"]) == 16
+    names = json.loads((out / "shards" / "shard-00000.json").read_text())["records"]
+    assert [r["name"] for r in names] == ["clip0.avi", "clip1.avi"]
+    # the same command again resumes: nothing is recomputed
+    again = _run(args, tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "(0 computed now, 3 resumed)" in again.stdout
