@@ -13,7 +13,7 @@ Three pipelines run from scratch (no cached activations or CAVs) on identical in
 ``video_tcav`` and ``captum_tcav_torch_classifier`` train identical CAVs, so their scores must
 agree (``max_score_diff``). Ratios are against ``captum_tcav`` in the same process.
 
-Run ``python -m benchmarks.tcav --quick`` (8x48x48 clips) or ``--full`` (16x112x112).
+Run ``python -m benchmarks.tcav --quick`` (8x32x32 clips) or ``--full`` (16x112x112).
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark and print (and optionally save) JSON.
 
     Args:
-        argv (list of str, optional): ``--quick`` (8x48x48 clips, 2 layers, 3 random sets) or
+        argv (list of str, optional): ``--quick`` (8x32x32 clips, 2 layers, 2 random sets) or
             ``--full`` (16x112x112, 3 layers, 5 random sets), ``--repeats``, ``--out FILE``.
 
     Returns:
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="8x48x48 clips (default)")
+    mode.add_argument("--quick", action="store_true", help="8x32x32 clips (default)")
     mode.add_argument("--full", action="store_true", help="16x112x112 clips")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--no-memory", action="store_true", help="skip peak-memory runs")
@@ -135,9 +135,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
         layers = ["layer2", "layer3", "layer4"]
     else:
-        config = {"frames": 8, "size": 48, "n_clips": 10, "n_random": 3, "n_inputs": 6, "batch": 4}
+        config = {"frames": 8, "size": 32, "n_clips": 8, "n_random": 2, "n_inputs": 4, "batch": 4}
         layers = ["layer3", "layer4"]
-    repeats = args.repeats or (3 if args.full else 2)
+    repeats = args.repeats or 3
     case = make_case(**config)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as workdir:
