@@ -39,6 +39,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -580,7 +581,7 @@ def _run_shards(
         position=rank if world > 1 else None,
         dynamic_ncols=True,
     )
-    with bar:
+    with bar, _ShardWriter() as writer:
         for batch in loader:
             tic = time.perf_counter()
             results = _explain_batch(model, batch, explainers, prepare, config, device, dataset)
@@ -593,10 +594,7 @@ def _run_shards(
                 if len(pending[shard]) == len(clips):
                     manifest = {
                         "shard": shard,
-                        "clips": [
-                            shard_range(config, shard).start,
-                            shard_range(config, shard).stop,
-                        ],
+                        "clips": [clips.start, clips.stop],
                         "run_id": run_id,
                         "rank": rank,
                         "world_size": world,
@@ -605,7 +603,7 @@ def _run_shards(
                         "finished": time.time(),
                     }
                     done = sorted(pending.pop(shard), key=lambda r: r["record"]["index"])
-                    write_shard(
+                    writer.submit(
                         out,
                         shard,
                         [r["record"] for r in done],
@@ -616,6 +614,36 @@ def _run_shards(
             computed += len(results)
             bar.update(len(results))
     return computed
+
+
+class _ShardWriter:
+    """Writes finished shards on a background thread while the next batches are computed.
+
+    Compressing float relevance is slow (zlib manages about 20 MB/s) but releases the GIL, so
+    one writer thread hides it behind the model. At most ``max_pending`` shards wait (memory
+    stays bounded); leaving the block waits for all of them, also when the loop was
+    interrupted, so every shard completed before an interruption is on disk.
+    """
+
+    def __init__(self, max_pending: int = 2) -> None:
+        self.max_pending = max_pending
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="captum-video-shards")
+        self.futures: list[Future] = []
+
+    def submit(self, *args: Any, **kwargs: Any) -> None:
+        self.futures.append(self.pool.submit(write_shard, *args, **kwargs))
+        while len(self.futures) > self.max_pending:
+            self.futures.pop(0).result()  # re-raises a failed write here
+
+    def __enter__(self) -> _ShardWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            for future in self.futures:
+                future.result()
+        finally:
+            self.pool.shutdown(wait=True)
 
 
 def _explain_batch(

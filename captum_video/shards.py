@@ -3,8 +3,9 @@ r"""The on-disk format of :func:`captum_video.batch.explain_dataset`: shards, at
 A run's ``out_dir`` holds ``run.json`` (the configuration) and ``shards/``. Shard ``k`` holds
 the clips ``k * shard_size .. (k + 1) * shard_size - 1`` in two files:
 
-- ``shard-0000k.npz``: NumPy's compressed archive with ``index`` ``(n,)`` and, per method,
-  ``attr_<method>`` ``(n, 1, T, H, W)`` (float32, or float16 when the run asked for it);
+- ``shard-0000k.npz``: a compressed NumPy archive (``np.load`` reads it) with ``index``
+  ``(n,)`` and, per method, ``attr_<method>`` ``(n, 1, T, H, W)`` (float32, or float16 when
+  the run asked for it);
 - ``shard-0000k.json``: ``{"manifest": {...}, "records": [...]}``, the per-clip metrics
   (:func:`load_records`) and who wrote the shard when (:func:`load_manifests`).
 
@@ -20,6 +21,7 @@ import json
 import math
 import os
 import shutil
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -183,7 +185,12 @@ def write_shard(
     arrays: dict[str, Any] = {"index": np.array([r["index"] for r in records], dtype=np.int64)}
     arrays.update({f"attr_{name}": a.astype(dtype) for name, a in attributions.items()})
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    # np.savez_compressed's layout, but with the fastest deflate level: relevance maps compress
+    # about as well at level 1, several times faster than at numpy's default.
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for key, array in arrays.items():
+            with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
     atomic_write(shard_path(out_dir, shard, ".npz"), buffer.getvalue())
     payload = {"manifest": dict(manifest), "records": records}
     atomic_write(shard_path(out_dir, shard, ".json"), json.dumps(payload).encode())
