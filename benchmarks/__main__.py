@@ -22,7 +22,7 @@ from typing import Any
 from benchmarks._common import environment
 
 #: Speed benchmarks of the other issues, in the order they run.
-SPEED_BENCHMARKS = ("tubes", "temporal", "selective", "lrp", "tcav", "visualization")
+SPEED_BENCHMARKS = ("tubes", "temporal", "selective", "lrp", "tcav", "visualization", "batch")
 DEFAULT_OUT = Path(__file__).with_name("results")
 
 

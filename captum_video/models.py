@@ -6,6 +6,7 @@ and ``captum-video demo`` run with no download. Rebuild them with::
 
     python -m captum_video.models --train --variant motion
     python -m captum_video.models --train --variant appearance
+    python -m captum_video.models --train --variant mixed
 """
 
 from __future__ import annotations
@@ -202,7 +203,8 @@ def demo_checkpoint_path(variant: str = "motion") -> Path:
     """Path of the bundled checkpoint trained on ``MovingShapes(variant)``.
 
     Args:
-        variant (str, optional): ``"motion"`` or ``"appearance"``. Default: ``"motion"``
+        variant (str, optional): ``"motion"``, ``"appearance"`` or ``"mixed"``.
+            Default: ``"motion"``
 
     Returns:
         pathlib.Path: the ``.pt`` file inside the installed package.
@@ -223,8 +225,9 @@ def load_demo_model(variant: str = "motion", device: str | torch.device | None =
     held-out accuracy, training command) is attached as ``model.demo_info``.
 
     Args:
-        variant (str, optional): ``"motion"`` (label = direction of motion) or
-            ``"appearance"`` (label = colour and shape). Default: ``"motion"``
+        variant (str, optional): ``"motion"`` (label = direction of motion),
+            ``"appearance"`` (label = colour) or ``"mixed"`` (colour x direction).
+            Default: ``"motion"``
         device (str or torch.device, optional): where to put the model. Default: CPU
 
     Returns:

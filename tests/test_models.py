@@ -38,7 +38,7 @@ def test_r2plus1d_has_residuals_and_batchnorm() -> None:
     assert model.layer2.downsample is not None
 
 
-@pytest.mark.parametrize("variant", ["motion", "appearance"])
+@pytest.mark.parametrize("variant", ["motion", "appearance", "mixed"])
 def test_demo_checkpoint_accuracy_on_fresh_split(variant: str) -> None:
     path = demo_checkpoint_path(variant)
     assert path.stat().st_size < 400 * 1024
