@@ -96,6 +96,7 @@ def _explain_and_write(
     return written, info
 
 
+DEMO_MODELS = ("demo", "demo-motion", "demo-appearance", "demo-mixed")
 DEMO_METHODS = ("gradcam_tube", "selective_gradcam_tube", "deep_taylor")
 
 
@@ -216,8 +217,8 @@ def run_demo(out: Path, methods: Sequence[str] = DEMO_METHODS, seed: int = 0) ->
 
 
 def _model_from_args(args: argparse.Namespace) -> tuple[nn.Module, str, Sequence[str] | None]:
-    if args.model in ("demo", "demo-motion", "demo-appearance"):
-        variant = "appearance" if args.model == "demo-appearance" else "motion"
+    if args.model in DEMO_MODELS:
+        variant = "motion" if args.model == "demo" else args.model.removeprefix("demo-")
         return load_demo_model(variant), "none", demo_model_info(variant)["classes"]
     model = load_torchvision_model(args.model, args.weights, num_classes=args.num_classes)
     return model, TORCHVISION_VIDEO_MODELS[args.model], None
@@ -376,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument(
         "--model",
         default="demo",
-        choices=["demo", "demo-motion", "demo-appearance", *sorted(TORCHVISION_VIDEO_MODELS)],
+        choices=[*DEMO_MODELS, *sorted(TORCHVISION_VIDEO_MODELS)],
     )
     explain.add_argument("--weights", default=None, help="local state-dict file of the model")
     explain.add_argument("--num-classes", type=int, default=None)
