@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 
 import pytest
 import torch
 
 from captum_video.datasets import MovingShapes
 from captum_video.models import load_demo_model
-
-
-def chromium_path() -> str | None:
-    """The Chromium binary browser tests drive, or None."""
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
+from tests.helpers import chromium_path
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

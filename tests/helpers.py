@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 import torch
@@ -43,3 +44,26 @@ def assert_model_unchanged(before: dict[str, Any], model: nn.Module) -> None:
         assert torch.equal(value, new_value), f"parameter {key} changed"
     for key, value in before["buffers"].items():
         assert torch.equal(value, after["buffers"][key]), f"buffer {key} changed"
+
+
+#: Flags that let Debian's Chromium run headless here: as root, with no GPU and no network
+#: beyond localhost (background services would try to reach the internet).
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str | None:
+    """The Chromium binary browser tests drive, or None."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None

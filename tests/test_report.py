@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -18,17 +17,7 @@ from captum_video.datasets import MovingShapes
 from captum_video.report import render_report, write_report
 from captum_video.shards import load_records
 from captum_video.summary import reliance, summarize
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.helpers import CHROMIUM_ARGS, chromium_path
 
 
 class _Numbers(HTMLParser):
@@ -239,8 +228,6 @@ def test_report_renders_in_chromium_with_the_numbers_of_the_shards(
 ) -> None:
     from playwright.sync_api import sync_playwright
 
-    from tests.conftest import chromium_path
-
     out = tmp_path / "run"
     explain_dataset(
         demo_model,
@@ -254,9 +241,7 @@ def test_report_renders_in_chromium_with_the_numbers_of_the_shards(
     )
     expected = _expected_numbers(out)
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=shutil.which(chromium_path() or "chromium"), args=CHROMIUM_ARGS
-        )
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
             requested: list[str] = []

@@ -195,11 +195,15 @@ async function selectRun(run, keep = false) {
 
 async function selectTag(tag, keep = false) {
   state.tag = tag;
+  // The shown clip is stale from here on, until selectStep has loaded the new one.
+  const previous = document.body.dataset.status;
+  document.body.dataset.status = 'loading';
   let steps;
   try {
     steps = await getJson('./steps?' + query({run: state.run, tag}));
   } catch (error) {
     setStatus('Could not read steps: ' + error.message, 'error');
+    document.body.dataset.status = 'error';
     return;
   }
   state.steps = steps.map((d) => d.step);
@@ -207,6 +211,7 @@ async function selectTag(tag, keep = false) {
   fillSelect(ui.step, state.steps, step, (s) => `step ${s}`);
   if (keep && state.clip && step === state.step && state.clip.run === state.run &&
       state.clip.tag === tag) {
+    document.body.dataset.status = previous;
     return; // same clip still selected: keep frame and playback as they are
   }
   await selectStep(step);

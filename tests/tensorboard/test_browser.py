@@ -9,7 +9,6 @@ per-frame relevance puts them.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import sys
@@ -22,22 +21,13 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from captum_video.tensorboard import add_relevance_clip
+from tests.helpers import CHROMIUM_ARGS, chromium_path
 
 pytestmark = pytest.mark.browser
 
 T, H, W = 6, 16, 16
 FPS = 8
 CLASSES = ["right", "left", "down", "up"]
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # The frontend's colour ramps (static/index.js), re-stated here as the documented contract.
 WARM = [(0, 120, 0, 0), (0.4, 230, 30, 0), (0.7, 255, 160, 0), (1, 255, 255, 120)]
 COLD = [(0, 0, 0, 140), (0.5, 0, 90, 255), (1, 120, 220, 255)]
@@ -188,11 +178,8 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 def browser():
     from playwright.sync_api import sync_playwright
 
-    executable = next(
-        filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome")))
-    )
     with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        instance = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         yield instance
         instance.close()
 
