@@ -41,6 +41,29 @@ def time_fn(
     return {"median_s": statistics.median(times), "min_s": min(times), "repeats": repeats}
 
 
+def interleaved_times(
+    fns: dict[str, Callable[[], Any]], device: torch.device | str, repeats: int
+) -> dict[str, dict[str, float]]:
+    """Median and min seconds of each function over ``repeats`` rounds after one warm-up round.
+
+    The functions run in turn within each round, in reversed order every other round, so a
+    load change on a shared machine hits all of them alike and ratios between them stay fair.
+    """
+    times: dict[str, list[float]] = {key: [] for key in fns}
+    for round_ in range(repeats + 1):
+        order = list(fns.items()) if round_ % 2 else list(fns.items())[::-1]
+        for key, fn in order:
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            if round_ > 0:
+                times[key].append(time.perf_counter() - start)
+    return {
+        key: {"median_s": statistics.median(t), "min_s": min(t), "repeats": repeats}
+        for key, t in times.items()
+    }
+
+
 def peak_memory(fn: Callable[[], Any], device: torch.device | str = "cpu") -> dict[str, float]:
     """Peak tensor memory of one ``fn()`` call above what was live before it, in MiB.
 

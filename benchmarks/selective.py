@@ -22,8 +22,6 @@ Run ``python -m benchmarks.selective --quick`` (1 clip of 8 x 56 x 56, about a m
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from benchmarks._common import emit, peak_memory, sync, time_fn
+from benchmarks._common import emit, interleaved_times, peak_memory, time_fn
 from captum_video.attr import SelectiveRelevance, selective_relevance, upsample_to_input
 
 
@@ -44,27 +42,6 @@ def wrapped_method(model: nn.Module, layer: nn.Module) -> tuple[Any, str]:
 
         return LayerGradCam(model, layer), "captum.LayerGradCam + upsample_to_input (trilinear)"
     return GradCAMTube(model, layer), "captum_video GradCAMTube (up-sampled to the clip)"
-
-
-def interleaved_times(
-    fns: dict[str, Callable[[], Any]], device: torch.device, repeats: int
-) -> dict[str, dict[str, float]]:
-    """Median/min time of each function, alternating them per round (and their order between
-    rounds) so that load changes on a shared machine hit all of them alike; one warm-up round
-    first."""
-    times: dict[str, list[float]] = {key: [] for key in fns}
-    for round_ in range(repeats + 1):
-        order = list(fns.items()) if round_ % 2 else list(fns.items())[::-1]
-        for key, fn in order:
-            start = time.perf_counter()
-            fn()
-            sync(device)
-            if round_ > 0:
-                times[key].append(time.perf_counter() - start)
-    return {
-        key: {"median_s": statistics.median(t), "min_s": min(t), "repeats": repeats}
-        for key, t in times.items()
-    }
 
 
 def run(frames: int, size: int, batch: int, repeats: int, device: torch.device) -> dict[str, Any]:

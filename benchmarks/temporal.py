@@ -25,15 +25,12 @@ from __future__ import annotations
 import argparse
 import functools
 import math
-import statistics
-import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from captum.attr import Occlusion
 
-from benchmarks._common import emit, peak_memory, sync
+from benchmarks._common import emit, interleaved_times, peak_memory
 from captum_video.attr import TemporalOcclusion
 from captum_video.models import load_torchvision_model
 
@@ -41,25 +38,6 @@ SIZES = {
     "quick": {"frames": 8, "size": 56, "window": 2, "stride": 1, "ppe": 7, "repeats": 3},
     "full": {"frames": 16, "size": 112, "window": 2, "stride": 1, "ppe": 5, "repeats": 3},
 }
-
-
-def interleaved_times(
-    fns: dict[str, Callable[[], Any]], device: torch.device, repeats: int
-) -> dict[str, dict[str, float]]:
-    """Median and min seconds of each function over ``repeats`` rounds after one warm-up
-    round, calling the functions in turn within each round."""
-    times: dict[str, list[float]] = {key: [] for key in fns}
-    for round_ in range(repeats + 1):
-        for key, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            sync(device)
-            if round_ > 0:
-                times[key].append(time.perf_counter() - start)
-    return {
-        key: {"median_s": statistics.median(v), "min_s": min(v), "repeats": repeats}
-        for key, v in times.items()
-    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

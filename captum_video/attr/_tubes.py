@@ -171,6 +171,28 @@ class _TubeMixin:
                     return f"'{name}'" if name else "the model itself"
         return type(module).__name__
 
+    def _capture(
+        self,
+        inputs: tuple[Tensor, ...],
+        additional_forward_args: Any,
+        attribute_to_layer_input: bool,
+        track_grad: bool,
+    ) -> tuple[Tensor, Tensor, Any, Tensor]:
+        """One forward pass: ``(output, leaf, captured, activations)``, the activations being
+        the layer's tensor reshaped to an ``(N, K, T', H', W')`` volume (detached)."""
+        output, leaf, captured = _run_and_capture(
+            self.forward_func,
+            self.layer,
+            inputs,
+            additional_forward_args,
+            attribute_to_layer_input,
+            track_grad=track_grad,
+        )
+        acts = _volume(
+            self.reshape, captured, leaf.detach(), inputs[0].shape[0], self._layer_name(self.layer)
+        )
+        return output, leaf, captured, acts
+
     def _check_options(self, interpolate_mode: str) -> None:
         if interpolate_mode not in _INTERPOLATE_MODES:
             raise ValueError(
@@ -327,17 +349,10 @@ class GradCAMTube(LayerAttribution, GradientAttribution, _TubeMixin):
                 f"temporal_weights must be 'clip' or 'per_step', got {temporal_weights!r}"
             )
         self._check_options(interpolate_mode)
-        name = self._layer_name(self.layer)
-        output, leaf, captured = _run_and_capture(
-            self.forward_func,
-            self.layer,
-            formatted,
-            additional_forward_args,
-            attribute_to_layer_input,
-            track_grad=True,
+        output, leaf, captured, acts = self._capture(
+            formatted, additional_forward_args, attribute_to_layer_input, track_grad=True
         )
-        batch = formatted[0].shape[0]
-        acts = _volume(self.reshape, captured, leaf.detach(), batch, name)
+        name, batch = self._layer_name(self.layer), formatted[0].shape[0]
         target = _resolve_target(output, target)
         with torch.enable_grad():  # callers such as NoiseTunnel run us under no_grad
             scores = _select_targets(output, target)
@@ -472,29 +487,21 @@ class SaliencyTube(LayerAttribution, _TubeMixin):
         """
         is_tuple, formatted = format_video_inputs(inputs)
         self._check_options(interpolate_mode)
-        name = self._layer_name(self.layer)
-        output, leaf, captured = _run_and_capture(
-            self.forward_func,
-            self.layer,
-            formatted,
-            additional_forward_args,
-            attribute_to_layer_input,
-            track_grad=False,
+        output, _, _, acts = self._capture(
+            formatted, additional_forward_args, attribute_to_layer_input, track_grad=False
         )
-        batch = formatted[0].shape[0]
-        acts = _volume(self.reshape, captured, leaf, batch, name)
         weight, _ = _classifier_weights(self.classifier)
         if weight.shape[1] != acts.shape[1]:
             raise ValueError(
-                f"layer {name} has {acts.shape[1]} channels (volume {tuple(acts.shape)}) but the "
-                f"classifier expects {weight.shape[1]} features; for channels-last or token "
-                "outputs pass reshape="
+                f"layer {self._layer_name(self.layer)} has {acts.shape[1]} channels (volume "
+                f"{tuple(acts.shape)}) but the classifier expects {weight.shape[1]} features; "
+                "for channels-last or token outputs pass reshape="
             )
         target = _resolve_target(output, target)
         rows = torch.arange(weight.shape[0], device=weight.device)
         if target is None:
             raise ValueError("SaliencyTube needs a class target for a single-output model")
-        class_weights = _select_targets(rows.expand(batch, -1), target)  # (N,) class ids
+        class_weights = _select_targets(rows.expand(acts.shape[0], -1), target)  # (N,) class ids
         if class_weights.dim() != 1:
             raise ValueError(f"target must pick one class per clip, got {target!r}")
         w = weight[class_weights].to(acts.dtype)  # (N, K)
