@@ -202,12 +202,14 @@ def run_demo(out: Path, methods: Sequence[str] = DEMO_METHODS, seed: int = 0) ->
             method="SpatioTemporalSplit(DeepTaylor3D)",
             class_names=data.classes,
         )
-        spatial_mass = float(split.spatial.abs().sum())
-        temporal_mass = float(split.temporal.abs().sum())
-        share = temporal_mass / max(spatial_mass + temporal_mass, 1e-12)
+        # Rescaled to the joint total, the temporal part moves relevance: what it adds
+        # (its positive part) is the share of the clip's relevance that is there for motion.
+        moved = float(split.temporal.clamp(min=0).sum()) / max(
+            float(split.joint.abs().sum()), 1e-12
+        )
         print(
-            f"deep Taylor spatio-temporal split: the temporal (motion) part holds {share:.0%} "
-            "of |spatial| + |temporal| relevance"
+            f"deep Taylor spatio-temporal split: motion moves {moved:.0%} of the clip's "
+            "relevance (the positive temporal part)"
         )
     written.append(out / "tensorboard")
     print(

@@ -6,10 +6,18 @@ versions of it: for every frame ``t`` the clip made of frame ``t`` repeated ``T`
 content earns without any motion is its ``spatial`` relevance; what motion adds on top is its
 ``temporal`` relevance (``joint - spatial``). See ``shared/docs/methods.md`` section 4.3, whose
 choices are exposed as arguments.
+
+By default every map is first divided by its own total relevance (``normalize="total"``), as
+the authors' torchexplain package does by starting every pass from relevance 1 at the target
+(spec 4.2). Without it the split measures mostly how far the target's score falls once motion
+is removed: for a motion classifier the frozen clip's logit is small or negative, so
+``joint - spatial`` is large wherever *anything* is relevant. With it the split says where
+motion moves the relevance to (positive temporal part) and where from (negative part).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, NamedTuple
 
 import torch
@@ -32,6 +40,7 @@ __all__ = ["SpatioTemporalSplit", "SpatioTemporalRelevance"]
 _STATIC = ("repeat_frame", "repeat_first")
 _COMBINE = ("difference", "positive_difference")
 _REDUCE = ("same_index", "temporal_mean")
+_NORMALIZE = ("total", None)
 
 
 class SpatioTemporalRelevance(NamedTuple):
@@ -55,6 +64,16 @@ class SpatioTemporalSplit(Attribution):
     recomputed: its relevance *is* ``joint``, so the temporal part of a static clip is exactly
     zero.
 
+    With ``normalize="total"`` (the default) each motion-removed clip's relevance is rescaled
+    to the joint's total before the two are compared,
+    ``spatial = static * sum(joint) / sum(static)`` (sums over the whole clip, and over all
+    inputs for tuple inputs), so ``spatial + temporal = joint`` and, for methods whose maps
+    have one sign, ``temporal`` sums to about zero: its positive part is the relevance motion
+    brings to a place, its negative part the relevance motion takes from a place. This equals
+    the authors' code, where every deep Taylor pass starts from relevance 1 at the target
+    (``shared/docs/methods.md`` 4.2). ``normalize=None`` subtracts the raw maps (their January
+    2019 prototype, which starts every pass from the target's logit).
+
     Args:
         attribution_method (Attribution): any Captum attribution object (``DeepTaylor3D``,
             ``Saliency``, ``IntegratedGradients``, ...) whose output is input-shaped.
@@ -64,6 +83,12 @@ class SpatioTemporalSplit(Attribution):
             Default: ``"difference"``
         reduce (str, optional): ``"same_index"`` or ``"temporal_mean"``.
             Default: ``"same_index"``
+        normalize (str or None, optional): ``"total"`` or ``None`` (see above). ``"total"``
+            suits maps of one sign whose total is the evidence for the target:
+            ``DeepTaylor3D`` and other LRP rules with z+/z^B, ``Saliency``, CAMs. For signed
+            methods (``IntegratedGradients``, ``InputXGradient``, ``Occlusion``) a total can be
+            near zero; use ``None`` there (a warning says when a map's total is less than
+            half its absolute mass). Default: ``"total"``
 
     Returns:
         An attribution object whose :meth:`attribute` returns a
@@ -85,6 +110,7 @@ class SpatioTemporalSplit(Attribution):
         static: str = "repeat_frame",
         combine: str = "difference",
         reduce: str = "same_index",
+        normalize: str | None = "total",
     ) -> None:
         if not isinstance(attribution_method, Attribution):
             raise TypeError(
@@ -95,6 +121,7 @@ class SpatioTemporalSplit(Attribution):
             ("static", static, _STATIC),
             ("combine", combine, _COMBINE),
             ("reduce", reduce, _REDUCE),
+            ("normalize", normalize, _NORMALIZE),
         ):
             if value not in allowed:
                 raise ValueError(f"{arg} must be one of {allowed}, got {value!r}")
@@ -103,6 +130,7 @@ class SpatioTemporalSplit(Attribution):
         self.static = static
         self.combine = combine
         self.reduce = reduce
+        self.normalize = normalize
 
     @property
     def multiplies_by_inputs(self) -> bool:
@@ -187,6 +215,8 @@ class SpatioTemporalSplit(Attribution):
             out = self._run(batch, True, sub_target, sub_args, sub_kwargs)
             for rel, part in zip(static_rel, out, strict=True):
                 rel.view(n * k, *rel.shape[2:])[sel] = part.to(rel.dtype)
+        if self.normalize == "total":
+            static_rel = _rescale_to_joint_total(static_rel, joint, same)
         spatial = tuple(self._reduce(rel) for rel in static_rel)
         temporal = tuple(j - s for j, s in zip(joint, spatial, strict=True))
         if self.combine == "positive_difference":
@@ -244,6 +274,43 @@ class SpatioTemporalSplit(Attribution):
             tuple(map(expand, baselines)) if isinstance(baselines, tuple) else expand(baselines)
         )
         return new
+
+
+def _rescale_to_joint_total(
+    static_rel: list[Tensor], joint: tuple[Tensor, ...], same: Tensor
+) -> list[Tensor]:
+    """Scale each motion-removed clip's relevance ``(N, K, ...)`` to the joint's total.
+
+    Clips equal to the input keep their relevance exactly (it *is* the joint relevance).
+    """
+    n, k = same.shape
+
+    def total(maps: Any, dims: int, absolute: bool = False) -> Tensor:
+        """Sum over everything but the first ``dims`` dims, and over the tuple's inputs."""
+        parts = [(m.abs() if absolute else m).flatten(dims) for m in maps]
+        dtype = torch.promote_types(parts[0].dtype, torch.float32)
+        return torch.stack([p.sum(dims, dtype=dtype) for p in parts]).sum(0)
+
+    joint_total, joint_mass = total(joint, 1), total(joint, 1, absolute=True)  # (N,)
+    static_total = total(static_rel, 2)  # (N, K)
+    static_mass = total(static_rel, 2, absolute=True)
+    totals = torch.cat([joint_total, static_total.flatten()])
+    if not bool(torch.isfinite(totals).all()) or bool((totals == 0).any()):
+        raise ValueError(
+            "normalize='total' needs every relevance map to have a finite non-zero total; "
+            "a map of the clip or of a motion-removed clip sums to zero (or is not finite). "
+            "Use normalize=None for this method or input."
+        )
+    masses = torch.cat([joint_mass, static_mass.flatten()])
+    if bool((totals.abs() < 0.5 * masses).any()):
+        warnings.warn(
+            "normalize='total': a relevance map's total is less than half its absolute mass "
+            "(positive and negative relevance cancel), so rescaling by it is ill-conditioned; "
+            "consider normalize=None for signed methods",
+            stacklevel=3,
+        )
+    factor = torch.where(same, torch.ones_like(static_total), joint_total[:, None] / static_total)
+    return [r * factor.to(r.dtype).view(n, k, *([1] * (r.dim() - 2))) for r in static_rel]
 
 
 def _select_target_rows(target: TargetType, n: int, k: int, sel: Tensor) -> TargetType:
