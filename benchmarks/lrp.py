@@ -10,6 +10,11 @@
 
 Random weights with randomised BatchNorm statistics (no download is possible); ratios are
 against the floor measured in the same process. ``python -m benchmarks.lrp --quick``.
+
+``--split`` also times :class:`~captum_video.attr.SpatioTemporalSplit` around DeepTaylor3D
+(T + 1 passes: the clip and T motion-removed clips) with all motion-removed clips in one
+batch against one at a time (``internal_batch_size=1``), interleaved, with the peak memory
+of each, in multiples of one DeepTaylor3D pass.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from benchmarks._common import emit, time_fn
+from benchmarks._common import emit, interleaved_times, peak_memory, time_fn
 
 
 def _randomize_batch_norm(model: nn.Module) -> nn.Module:
@@ -116,6 +121,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=None, help="timed runs (after 1 warm-up)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip", nargs="*", default=[], help="methods to leave out")
+    parser.add_argument("--split", action="store_true", help="also time SpatioTemporalSplit")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     frames, side = (16, 112) if args.full else (8, 56)
@@ -155,7 +161,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if floor is not None:
             entry["x_floor"] = timing["median_s"] / floor
         results[name] = entry
+    if args.split:
+        results["spatiotemporal_split"] = _split_costs(dt, x, target, device, repeats)
     return emit("lrp", results, args.out)
+
+
+def _split_costs(
+    dt: Any, x: Tensor, target: int, device: torch.device | str, repeats: int
+) -> dict[str, Any]:
+    """SpatioTemporalSplit(DeepTaylor3D): batched vs one motion-removed clip at a time."""
+    from captum_video.attr import SpatioTemporalSplit
+
+    split = SpatioTemporalSplit(dt)
+    fns: dict[str, Callable[[], Any]] = {
+        "one_pass": lambda: dt.attribute(x, target=target),
+        "batched": lambda: split.attribute(x, target=target),
+        "sequential": lambda: split.attribute(x, target=target, internal_batch_size=1),
+    }
+    times = interleaved_times(fns, device, repeats)
+    one = times["one_pass"]["median_s"]
+    out: dict[str, Any] = {"passes": x.shape[2] + 1}
+    for name, fn in fns.items():
+        entry: dict[str, Any] = dict(times[name])
+        entry["x_one_pass"] = times[name]["median_s"] / one
+        entry.update(peak_memory(fn, device))
+        out[name] = entry
+    out["batched_speedup"] = times["sequential"]["median_s"] / times["batched"]["median_s"]
+    return out
 
 
 if __name__ == "__main__":

@@ -101,3 +101,16 @@ def test_runner_records_missing_modules_and_runs_quality(tmp_path, monkeypatch):
     assert summary["benchmarks"]["no_such_bench"]["status"] == "missing"
     assert summary["benchmarks"]["quality"]["status"] == "ok"
     assert calls and (tmp_path / "quality.md").is_file() and (tmp_path / "quality.json").is_file()
+
+
+def test_lrp_benchmark_times_the_split_batched_and_sequential(demo_model):
+    import torch
+
+    from benchmarks.lrp import _split_costs
+    from captum_video.attr import DeepTaylor3D
+
+    out = _split_costs(DeepTaylor3D(demo_model), torch.rand(1, 3, 4, 16, 16), 0, "cpu", 1)
+    assert out["passes"] == 5
+    for name in ("one_pass", "batched", "sequential"):
+        assert out[name]["median_s"] > 0 and out[name]["peak_mib"] > 0, out[name]
+    assert out["one_pass"]["x_one_pass"] == 1.0 and out["batched_speedup"] > 0
