@@ -163,3 +163,21 @@ def test_normalize_total_needs_a_nonzero_total(demo_model) -> None:
         SpatioTemporalSplit(InputXGradient(demo_model)).attribute(
             torch.randn(2, 3, 4, 16, 16), target=0
         )
+
+
+def test_deep_taylor_as_is_barely_reflects_motion(demo_model) -> None:
+    """Hiley et al.'s finding (spec 4.3): the relevance of a motion-removed clip looks like
+    the relevance of the real clip, although the motion model's decision depends on motion
+    (its logit collapses once frozen). Measured per frame on 4 clips: Spearman 0.81-0.96,
+    mean 0.91."""
+    from captum_video.metrics import spearman_correlation
+
+    clips, labels, _ = MovingShapes("motion", num_samples=4, seed=4242).tensors()
+    parts = SpatioTemporalSplit(DeepTaylor3D(demo_model), normalize=None).attribute(
+        clips, target=labels
+    )
+    joint = parts.joint.sum(1).abs().flatten(0, 1).flatten(1)  # (N * T, H * W)
+    spatial = parts.spatial.sum(1).abs().flatten(0, 1).flatten(1)
+    rho = spearman_correlation(joint, spatial)
+    assert rho.shape == (joint.shape[0],)
+    assert float(rho.mean()) > 0.85 and float(rho.min()) > 0.7, rho
