@@ -18,6 +18,7 @@ from captum_video.attr import (
     GradCAMTube,
     SaliencyTube,
     SelectiveRelevance,
+    SpatioTemporalSplit,
     TemporalOcclusion,
     reduce_channels,
     suggest_layer,
@@ -85,6 +86,18 @@ def _deep_taylor(model: nn.Module, layer: nn.Module | None) -> Explainer:
     return lambda x, target: reduce_channels(method.attribute(x, target=target))  # type: ignore[arg-type]
 
 
+def _deep_taylor_motion(model: nn.Module, layer: nn.Module | None) -> Explainer:
+    """Deep Taylor relevance that is there because of motion: the positive temporal part of
+    :class:`~captum_video.attr.SpatioTemporalSplit` (T + 1 passes per clip)."""
+    split = SpatioTemporalSplit(DeepTaylor3D(model))
+
+    def explain(x: Tensor, target: Tensor) -> Tensor:
+        temporal = split.attribute(x, target=target).temporal
+        return reduce_channels(temporal).clamp(min=0)
+
+    return explain
+
+
 def _temporal_occlusion(model: nn.Module, layer: nn.Module | None) -> Explainer:
     method = TemporalOcclusion(model)
 
@@ -101,6 +114,7 @@ EXPLAINERS: dict[str, Callable[[nn.Module, nn.Module | None], Explainer]] = {
     "saliency_tube": _saliency_tube,
     "selective_gradcam_tube": _selective_gradcam_tube,
     "deep_taylor": _deep_taylor,
+    "deep_taylor_motion": _deep_taylor_motion,
     "temporal_occlusion": _temporal_occlusion,
     "saliency": _saliency,
     "integrated_gradients": _integrated_gradients,

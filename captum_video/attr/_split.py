@@ -69,10 +69,11 @@ class SpatioTemporalSplit(Attribution):
     ``spatial = static * sum(joint) / sum(static)`` (sums over the whole clip, and over all
     inputs for tuple inputs), so ``spatial + temporal = joint`` and, for methods whose maps
     have one sign, ``temporal`` sums to about zero: its positive part is the relevance motion
-    brings to a place, its negative part the relevance motion takes from a place. This equals
-    the authors' code, where every deep Taylor pass starts from relevance 1 at the target
-    (``shared/docs/methods.md`` 4.2). ``normalize=None`` subtracts the raw maps (their January
-    2019 prototype, which starts every pass from the target's logit).
+    brings to a place, its negative part the relevance motion takes from a place. For deep
+    Taylor this is the authors' split (every pass of their code starts from relevance 1 at the
+    target, ``shared/docs/methods.md`` 4.2) times the clip's total relevance.
+    ``normalize=None`` subtracts the raw maps (their January 2019 prototype, which starts
+    every pass from the target's logit).
 
     Args:
         attribution_method (Attribution): any Captum attribution object (``DeepTaylor3D``,
