@@ -38,3 +38,11 @@ def test_unknown_method_and_predict(demo_model) -> None:
         make_explainer("deep_taylor_split", demo_model)
     label, prob = predict(demo_model, torch.rand(3, 3, 8, 32, 32))
     assert label.shape == prob.shape == (3,) and bool(((prob > 0) & (prob <= 1)).all())
+
+
+def test_readme_lists_every_method() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    missing = [name for name in EXPLAINERS if f"`{name}`" not in readme]
+    assert not missing, f"README's --method list lacks {missing}"
