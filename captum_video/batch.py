@@ -49,9 +49,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
+from captum_video._distributed import broadcast, init_distributed, my_shards, raise_anywhere
 from captum_video._validation import module_device
 from captum_video.attr import reduce_channels, selective_relevance
 from captum_video.baselines import freeze, shuffle
@@ -259,11 +260,11 @@ def explain_dataset(
         "fingerprint": fingerprint,
     }
 
-    rank, world, created = _init_distributed(device)
+    rank, world, created = init_distributed(device)
     try:
         pending, skipped = _prepare_out_dir(out, config, overwrite, rank, world)
-        mine = _my_shards(pending, rank, world)
-        run_id = _broadcast(uuid.uuid4().hex, world)
+        mine = my_shards(pending, rank, world)
+        run_id = broadcast(uuid.uuid4().hex, world)
         computed = 0
         try:
             with _eval_mode(model):
@@ -284,8 +285,8 @@ def explain_dataset(
                     progress,
                 )
         except Exception as err:
-            _raise_anywhere(err, rank, world)
-        _raise_anywhere(None, rank, world)  # also the barrier before the merge
+            raise_anywhere(err, rank, world)
+        raise_anywhere(None, rank, world)  # also the barrier before the merge
         files: list[Path] = []
         report_path = None
         try:
@@ -294,8 +295,8 @@ def explain_dataset(
                     out, config, dataset, highlights, clip_format, fps, tensorboard, report
                 )
         except Exception as err:
-            _raise_anywhere(err, rank, world)
-        _raise_anywhere(None, rank, world)
+            raise_anywhere(err, rank, world)
+        raise_anywhere(None, rank, world)
         summary = json.loads((out / "summary.json").read_text())
     finally:
         if created:
@@ -386,46 +387,6 @@ def _resolve_preprocess(
 # --------------------------------------------------------------------------- distribution
 
 
-def _init_distributed(device: torch.device) -> tuple[int, int, bool]:
-    """``(rank, world size, created)``; creates a process group from torchrun's variables."""
-    if not dist.is_available():
-        return 0, 1, False
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), False
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0, 1, False
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-        dist.init_process_group("nccl", device_id=device)
-    else:
-        dist.init_process_group("gloo")
-    return dist.get_rank(), dist.get_world_size(), True
-
-
-def _raise_anywhere(error: BaseException | None, rank: int, world: int) -> None:
-    """A barrier that fails on every rank when one rank failed (instead of a hang).
-
-    Every rank calls it at the same point, with the error it caught or None.
-    """
-    if world > 1:
-        states: list[Any] = [None] * world
-        dist.all_gather_object(states, None if error is None else repr(error))
-        failed = [(r, s) for r, s in enumerate(states) if s is not None]
-        if failed and error is None:
-            raise RuntimeError(f"explain_dataset failed on rank {failed[0][0]}: {failed[0][1]}")
-    if error is not None:
-        raise error
-
-
-def _broadcast(value: Any, world: int) -> Any:
-    """Rank 0's ``value`` on every rank."""
-    if world == 1:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def _prepare_out_dir(
     out: Path, config: dict[str, Any], overwrite: bool, rank: int, world: int
 ) -> tuple[list[int], int]:
@@ -436,36 +397,10 @@ def _prepare_out_dir(
             answer = prepare_out_dir(out, config, overwrite)
         except Exception as err:  # every rank must leave the collective call
             answer = err
-    answer = _broadcast(answer, world)
+    answer = broadcast(answer, world)
     if isinstance(answer, Exception):
         raise answer
     return answer
-
-
-class _ShardList(Dataset):
-    """The shards still to do, as a data set a DistributedSampler can split."""
-
-    def __init__(self, shards: Sequence[int]) -> None:
-        self.shards = list(shards)
-
-    def __len__(self) -> int:
-        return len(self.shards)
-
-    def __getitem__(self, i: int) -> int:
-        return self.shards[i]
-
-
-def _my_shards(pending: Sequence[int], rank: int, world: int) -> list[int]:
-    """This rank's shards: a DistributedSampler's share, without its padding duplicates."""
-    if world == 1 or not pending:
-        return list(pending)
-    sampler: DistributedSampler = DistributedSampler(
-        _ShardList(pending), num_replicas=world, rank=rank, shuffle=False, drop_last=False
-    )
-    # The sampler pads by repeating shards so every rank gets as many; rank r's item j sits
-    # at position r + j * world of the padded list, so positions past the end are repeats.
-    positions = range(rank, sampler.total_size, world)
-    return [pending[i] for pos, i in zip(positions, sampler, strict=True) if pos < len(pending)]
 
 
 # --------------------------------------------------------------------------- the work

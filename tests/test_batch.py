@@ -17,9 +17,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
+from captum_video._distributed import my_shards
 from captum_video.attr import GradCAMTube, selective_relevance
 from captum_video.baselines import shuffle
-from captum_video.batch import _my_shards, explain_dataset
+from captum_video.batch import explain_dataset
 from captum_video.datasets import MovingShapes
 from captum_video.io import normalize_video
 from captum_video.metrics import relevance_mass, spatial_bias, temporal_sensitivity
@@ -342,7 +343,7 @@ def test_data_that_is_not_a_clip_or_not_indexable_is_rejected(tmp_path: Path) ->
 @pytest.mark.parametrize("world", [2, 3, 4])
 def test_ranks_take_each_pending_shard_exactly_once(world: int) -> None:
     pending = [0, 2, 3, 5, 8]
-    taken = [s for rank in range(world) for s in _my_shards(pending, rank, world)]
+    taken = [s for rank in range(world) for s in my_shards(pending, rank, world)]
     assert sorted(taken) == pending
 
 
