@@ -111,17 +111,22 @@ def format_video_inputs(
     *,
     channels: int | Sequence[int] | None = None,
     min_frames: int = 1,
+    all_videos: bool = False,
 ) -> tuple[bool, tuple[Tensor, ...]]:
     """Validate Captum-style ``inputs`` holding video tensors and put them in a tuple.
 
     Only the first tensor of a tuple must be a video; the others (e.g. audio or a second
-    stream) must be tensors with the same batch size.
+    stream) must be tensors with the same batch size, or, with ``all_videos``, videos
+    ``(N, C', T, H', W')`` with the first one's number of frames (for methods that change
+    every input along time).
 
     Args:
         inputs (Tensor or tuple of Tensor): ``(N, C, T, H, W)`` clips.
         channels (int or sequence of int, optional): allowed channel counts of the first
             tensor. Default: None
         min_frames (int, optional): fewest frames the method can work with. Default: 1
+        all_videos (bool, optional): every tensor must be a video with the same ``T``.
+            Default: False
 
     Returns:
         tuple: ``(is_inputs_tuple, inputs_as_tuple)``, as Captum's ``_is_tuple`` and
@@ -157,6 +162,11 @@ def format_video_inputs(
             raise ValueError(
                 f"inputs[{i}] must have the batch size {batch} of inputs[0], "
                 f"got shape {tuple(extra.shape)}"
+            )
+        if all_videos and (extra.dim() != 5 or extra.shape[2] != formatted[0].shape[2]):
+            raise ValueError(
+                f"inputs[{i}] must be a video (N, C, {formatted[0].shape[2]}, H, W) with the "
+                f"frames of inputs[0], got shape {tuple(extra.shape)}"
             )
         if extra.is_floating_point() and not bool(torch.isfinite(extra).all()):
             raise ValueError(f"inputs[{i}] contains NaN or infinite values")

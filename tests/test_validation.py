@@ -47,6 +47,32 @@ def test_tuple_batch_mismatch() -> None:
         format_video_inputs((torch.rand(2, 3, 4, 4, 4), torch.rand(3, 5)))
 
 
+def test_all_videos_need_the_same_frames(demo_model) -> None:
+    from captum.attr import Saliency
+
+    from captum_video.attr import SpatioTemporalSplit, TemporalMask, TemporalOcclusion
+
+    clip = torch.rand(2, 3, 4, 16, 16)
+    format_video_inputs((clip, torch.rand(2, 2, 4, 8, 8)), all_videos=True)
+    format_video_inputs((clip, torch.rand(2, 5)))  # a non-video extra is fine without it
+    for extra in (torch.rand(2, 5), torch.rand(2, 2, 6, 8, 8)):
+        with pytest.raises(ValueError, match=r"inputs\[1\] must be a video \(N, C, 4, H, W\)"):
+            format_video_inputs((clip, extra), all_videos=True)
+
+    def two_streams(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return demo_model(a) + b.mean()
+
+    mixed = (clip, torch.rand(2, 2, 6, 8, 8))
+    methods = (
+        lambda: SpatioTemporalSplit(Saliency(two_streams)).attribute(mixed, target=0),
+        lambda: TemporalOcclusion(two_streams).attribute(mixed, target=0, window=2),
+        lambda: TemporalMask(two_streams).attribute(mixed, target=0, n_iter=2),
+    )
+    for run in methods:
+        with pytest.raises(ValueError, match=r"inputs\[1\] must be a video"):
+            run()
+
+
 def test_targets() -> None:
     validate_target(None, 4, 2)
     validate_target(torch.tensor([0, 3]), 4, 2)

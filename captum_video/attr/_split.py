@@ -190,14 +190,7 @@ class SpatioTemporalSplit(Attribution):
             raise ValueError(
                 f"internal_batch_size must be a positive int, got {internal_batch_size!r}"
             )
-        is_tuple, clips = format_video_inputs(inputs)
-        frames = clips[0].shape[2]
-        for i, clip in enumerate(clips[1:], start=1):
-            if clip.dim() != 5 or clip.shape[2] != frames:
-                raise ValueError(
-                    f"inputs[{i}] must be a clip (N, C, {frames}, H, W) like inputs[0], got "
-                    f"shape {tuple(clip.shape)}"
-                )
+        is_tuple, clips = format_video_inputs(inputs, all_videos=True)
         additional = _format_additional_forward_args(additional_forward_args)
         joint = self._run(clips, is_tuple, target, additional, kwargs)
         n = clips[0].shape[0]

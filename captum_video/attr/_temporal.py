@@ -160,14 +160,8 @@ class TemporalOcclusion(PerturbationAttribution):
             >>> attr.shape == clip.shape
             True
         """
-        is_tuple, xs = format_video_inputs(inputs)
+        is_tuple, xs = format_video_inputs(inputs, all_videos=True)
         n, t = xs[0].shape[0], xs[0].shape[2]
-        for i, extra in enumerate(xs[1:], start=1):
-            if extra.dim() != 5 or extra.shape[2] != t:
-                raise ValueError(
-                    f"every input must be a video (N, C, T, H, W) with T={t} frames to be "
-                    f"occluded in time, got inputs[{i}] of shape {tuple(extra.shape)}"
-                )
         if not isinstance(window, int) or not 1 <= window <= t:
             raise ValueError(
                 f"window must be an int in [1, {t}] (the clip's frames), got {window!r}"
@@ -359,14 +353,8 @@ class TemporalMask(PerturbationAttribution):
             >>> tm = TemporalMask(model)
             >>> mask = tm.attribute(clip, target=label, perturbation="reverse", n_iter=50)
         """
-        is_tuple, xs = format_video_inputs(inputs, min_frames=2)
+        is_tuple, xs = format_video_inputs(inputs, min_frames=2, all_videos=True)
         n, t = xs[0].shape[0], xs[0].shape[2]
-        for i, extra in enumerate(xs[1:], start=1):
-            if extra.dim() != 5 or extra.shape[2] != t:
-                raise ValueError(
-                    f"every input must be a video with T={t} frames, got inputs[{i}] of shape "
-                    f"{tuple(extra.shape)}"
-                )
         perturb = self._perturbation(perturbation)
         if init not in ("central", "random"):
             raise ValueError(f"init must be 'central' or 'random', got {init!r}")
