@@ -20,6 +20,8 @@ __all__ = [
     "format_video_inputs",
     "validate_video",
     "validate_target",
+    "resolve_target",
+    "one_score_per_example",
     "preserve_grad_requirements",
     "removing_hooks",
 ]
@@ -221,6 +223,65 @@ def validate_target(target: Any, num_classes: int, batch_size: int) -> None:
                 f"target {value} is out of range for a model with {num_classes} outputs "
                 f"(valid: 0..{num_classes - 1})"
             )
+
+
+def resolve_target(output: Tensor, target: Any) -> Any:
+    """Validate a Captum ``target`` against a model output and give ``None`` its one meaning.
+
+    Every captum-video method reads ``target=None`` the same way: each example's predicted
+    class, the argmax of the model's output (for a model with one output per example, the
+    output itself, as in Captum).
+
+    Args:
+        output (Tensor): the model's output on the unperturbed inputs, ``(N, K)`` or ``(N,)``.
+        target: the Captum ``target`` argument.
+
+    Returns:
+        the target to pass to Captum's ``_select_targets``: a ``(N,)`` tensor of predicted
+        classes for ``None`` (or ``None`` for single-output models), a tensor moved to the
+        output's device, or ``target`` unchanged.
+
+    Example::
+
+        >>> resolve_target(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), None)
+        tensor([1, 0])
+    """
+    n = output.shape[0]
+    if output.dim() >= 2:
+        validate_target(target, int(output.shape[1]), n)
+    if target is None:
+        if output.dim() < 2 or output[0].numel() == 1:
+            return None
+        return output.detach().reshape(n, -1).argmax(1)
+    if isinstance(target, Tensor):
+        return target.to(output.device)
+    return target
+
+
+def one_score_per_example(output: Tensor, batch: int) -> Tensor:
+    """The model's selected output as one score per example, ``(batch,)``.
+
+    Args:
+        output (Tensor): the output after Captum's target selection.
+        batch (int): the number of examples.
+
+    Returns:
+        Tensor: ``output`` reshaped to ``(batch,)``.
+
+    Raises:
+        ValueError: the output does not hold one value per example.
+
+    Example::
+
+        >>> one_score_per_example(torch.ones(3, 1), 3).shape
+        torch.Size([3])
+    """
+    if output.numel() != batch:
+        raise ValueError(
+            f"forward_func must give one value per example after target selection ({batch}), "
+            f"got output of shape {tuple(output.shape)}; pass a class `target` or wrap the model"
+        )
+    return output.reshape(batch)
 
 
 @contextlib.contextmanager

@@ -19,16 +19,19 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from captum_video.batch import DatasetExplanation, explain_dataset
 from captum_video.datasets import MovingShapes
 from captum_video.explainers import EXPLAINERS, make_explainer, predict
-from captum_video.io import NORMALIZATION_PRESETS
-from captum_video.models import (
-    TORCHVISION_VIDEO_MODELS,
-    demo_model_info,
-    load_demo_model,
-    load_torchvision_model,
+from captum_video.models import demo_model_info, load_demo_model
+from captum_video.pipeline import DatasetExplanation, explain_dataset
+from captum_video.registry import (
+    NORMALIZATION_PRESETS,
+    class_names_of,
+    input_size_of,
+    load_model,
+    model_names,
+    normalization_of,
 )
+from captum_video.relevance import reduce_channels, relevance_per_frame
 from captum_video.video_folder import VIDEO_SUFFIXES as _SUFFIXES
 from captum_video.video_folder import VideoFolder
 
@@ -50,13 +53,8 @@ def _write_outputs(
     torch.save({"video": video.cpu(), "relevance": relevance.cpu(), **info}, tensor_path)
     written.append(tensor_path)
     summary = out / f"{name}.json"
-    curve = relevance.abs().sum(dim=(0, 2, 3))  # relevance mass per frame
-    summary.write_text(
-        json.dumps(
-            {**info, "relevance_per_frame": (curve / curve.sum().clamp_min(1e-12)).tolist()},
-            indent=2,
-        )
-    )
+    curve = relevance_per_frame(relevance[None])[0]
+    summary.write_text(json.dumps({**info, "relevance_per_frame": curve.tolist()}, indent=2))
     written.append(summary)
     return written
 
@@ -76,7 +74,7 @@ def _explain_and_write(
     tgt = int(pred) if target is None else target
     explain = make_explainer(method, model)
     start = time.perf_counter()
-    relevance = explain(model_input[None], torch.tensor([tgt]))[0]
+    relevance = reduce_channels(explain(model_input[None], torch.tensor([tgt])))[0]
     seconds = time.perf_counter() - start
 
     def label(i: int) -> str:
@@ -96,7 +94,6 @@ def _explain_and_write(
     return written, info
 
 
-DEMO_MODELS = ("demo", "demo-motion", "demo-appearance", "demo-mixed")
 DEMO_METHODS = ("gradcam_tube", "selective_gradcam_tube", "deep_taylor")
 
 
@@ -219,11 +216,8 @@ def run_demo(out: Path, methods: Sequence[str] = DEMO_METHODS, seed: int = 0) ->
 
 
 def _model_from_args(args: argparse.Namespace) -> tuple[nn.Module, str, Sequence[str] | None]:
-    if args.model in DEMO_MODELS:
-        variant = "motion" if args.model == "demo" else args.model.removeprefix("demo-")
-        return load_demo_model(variant), "none", demo_model_info(variant)["classes"]
-    model = load_torchvision_model(args.model, args.weights, num_classes=args.num_classes)
-    return model, TORCHVISION_VIDEO_MODELS[args.model], None
+    model = load_model(args.model, args.weights, num_classes=args.num_classes)
+    return model, normalization_of(model), class_names_of(model)
 
 
 #: Up to this many videos, ``explain --per-video auto`` also writes one .pt/.json per video.
@@ -296,14 +290,13 @@ def run_explain(args: argparse.Namespace) -> list[Path]:
     The videos are read one clip each (``--frames`` frames spread over the video), explained
     in batches with every ``--method``, and written to ``--out`` as resumable shards with a
     summary, a per-clip table, an HTML report, TensorBoard logs and videos of a few clips
-    (see :func:`captum_video.batch.explain_dataset`); rerunning the same command resumes.
+    (see :func:`captum_video.pipeline.explain_dataset`); rerunning the same command resumes.
     With few videos (``--per-video auto``) each also gets a ``.pt`` and a ``.json``.
     """
     model, preset, classes = _model_from_args(args)
-    if args.model.startswith("demo"):
-        size, frames = (32, 32), 16
-    else:
-        size, frames = (args.size, args.size), args.frames
+    frames, height, width = input_size_of(model)
+    size = (args.size, args.size) if args.size is not None else (height, width)
+    frames = args.frames if args.frames is not None else frames
     if args.normalize is not None:
         preset = args.normalize
     out = Path(args.out).resolve()
@@ -379,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument(
         "--model",
         default="demo",
-        choices=[*DEMO_MODELS, *sorted(TORCHVISION_VIDEO_MODELS)],
+        choices=model_names(),
     )
     explain.add_argument("--weights", default=None, help="local state-dict file of the model")
     explain.add_argument("--num-classes", type=int, default=None)
@@ -417,8 +410,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--overwrite", action="store_true", help="start afresh, do not resume")
     explain.add_argument("--quiet", action="store_true", help="no progress bar")
-    explain.add_argument("--frames", type=int, default=16)
-    explain.add_argument("--size", type=int, default=112)
+    explain.add_argument(
+        "--frames", type=int, default=None, help="frames per clip (default: the model's)"
+    )
+    explain.add_argument(
+        "--size", type=int, default=None, help="frame height and width (default: the model's)"
+    )
     explain.add_argument(
         "--normalize",
         default=None,

@@ -1,16 +1,23 @@
-"""Build attribution methods by name, for the CLI and for explaining whole data sets.
+"""The method registry: every attribution method by name, for the CLI, the data-set pipeline
+and the benchmarks.
 
-Every entry turns ``(model, layer)`` into a function ``explain(clips, target) -> relevance``
-with relevance of shape ``(N, 1, T, H, W)`` (channels summed for input-space methods), so
-callers that only want "a map per clip" can treat all methods alike.
+An entry (:class:`MethodEntry`) says how to build the Captum-style attribution object for a
+model (and a layer, for layer methods), the ``attribute`` keywords it runs with, and how its
+result becomes one relevance map per clip. :func:`make_explainer` turns an entry into a
+function ``explain(clips, target) -> relevance`` of shape ``(N, C, T, H, W)`` (``C`` is the
+input's channels for input-space methods, 1 for tubes and per-frame methods), so callers that
+only want "a map per clip" treat all methods alike; the pipeline sums the channels.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
 
 import torch
-from captum.attr import IntegratedGradients, Saliency
+from captum.attr import Attribution, IntegratedGradients, Occlusion, Saliency
 from torch import Tensor, nn
 
 from captum_video.attr import (
@@ -19,130 +26,209 @@ from captum_video.attr import (
     SaliencyTube,
     SelectiveRelevance,
     SpatioTemporalSplit,
+    TemporalMask,
     TemporalOcclusion,
-    reduce_channels,
-    suggest_layer,
 )
+from captum_video.registry import default_layer
+from captum_video.relevance import reduce_channels
 
-__all__ = ["EXPLAINERS", "make_explainer", "default_layer", "predict"]
+__all__ = ["EXPLAINERS", "Explainer", "MethodEntry", "build_method", "make_explainer", "predict"]
 
+#: ``explain(clips (N, C, T, H, W), target (N,)) -> relevance (N, C or 1, T, H, W)``.
 Explainer = Callable[[Tensor, Tensor], Tensor]
 
 
-def default_layer(model: nn.Module) -> nn.Module:
-    """The module layer methods explain by default: :func:`~captum_video.attr.suggest_layer`.
+def _whole(result: Any, clips: Tensor) -> Tensor:
+    return result
+
+
+def _frame_curve_map(result: Tensor, clips: Tensor) -> Tensor:
+    """A per-frame curve ``(N, T)`` spread over every pixel of its frame: ``(N, 1, T, H, W)``."""
+    n, _, t, h, w = clips.shape
+    return result.reshape(n, 1, t, 1, 1).expand(n, 1, t, h, w)
+
+
+def _split_part(part: str, positive: bool = False) -> Callable[[Any, Tensor], Tensor]:
+    """One part of a ``SpatioTemporalRelevance``; ``positive``: its channel sum's positive part."""
+
+    def pick(result: Any, clips: Tensor) -> Tensor:
+        relevance = getattr(result, part)
+        return reduce_channels(relevance, "sum").clamp(min=0) if positive else relevance
+
+    return pick
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """One method of the registry.
 
     Args:
-        model (nn.Module): a demo model or a torchvision video classifier.
+        build (callable): ``(model, layer) -> Attribution``; ``layer`` is the explained layer
+            for layer methods (the registry's default layer when the caller gives none) and
+            ignored by the others.
+        kwargs (mapping, optional): keywords of ``attribute`` besides ``inputs`` and
+            ``target``. Default: none
+        output (callable, optional): ``(result, clips) -> (N, C, T, H, W)`` relevance.
+            Default: the result itself
+        description (str, optional): one line for ``--help`` and the docs. Default: ``""``
+        layer_method (bool, optional): whether ``build`` uses the layer. Default: False
 
     Returns:
-        nn.Module: the last block that still keeps several time steps.
+        An entry of :data:`EXPLAINERS`.
 
     Example::
 
-        >>> from captum_video.models import C3DSmall
-        >>> model = C3DSmall()
-        >>> default_layer(model) is model.layer3
-        True
+        >>> entry = MethodEntry(lambda model, layer: Saliency(model), {"abs": False})
+        >>> entry.kwargs["abs"]
+        False
     """
-    return suggest_layer(model)[1]
+
+    build: Callable[[nn.Module, nn.Module], Attribution]
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    output: Callable[[Any, Tensor], Tensor] = _whole
+    description: str = ""
+    layer_method: bool = False
 
 
-def _saliency(model: nn.Module, layer: nn.Module | None) -> Explainer:
-    method = Saliency(model)
-    return lambda x, target: reduce_channels(method.attribute(x, target=target, abs=True))
+def _selective(base: str) -> MethodEntry:
+    """``SelectiveRelevance`` around the entry ``base``, with the base's keywords."""
+    entry = _BASES[base]
+    return MethodEntry(
+        build=lambda model, layer: SelectiveRelevance(entry.build(model, layer)),
+        kwargs=entry.kwargs,
+        description=f"selective relevance (motion, sigma 3) of {base}",
+        layer_method=entry.layer_method,
+    )
 
 
-def _integrated_gradients(model: nn.Module, layer: nn.Module | None) -> Explainer:
-    method = IntegratedGradients(model)
-
-    def explain(x: Tensor, target: Tensor) -> Tensor:
-        attr = method.attribute(x, target=target, n_steps=16, internal_batch_size=16)
-        return reduce_channels(attr)
-
-    return explain
-
-
-def _gradcam_tube(model: nn.Module, layer: nn.Module | None) -> Explainer:
-    method = GradCAMTube(model, layer or default_layer(model))
-    return lambda x, target: method.attribute(x, target=target)  # type: ignore[return-value]
-
-
-def _saliency_tube(model: nn.Module, layer: nn.Module | None) -> Explainer:
-    classifier = getattr(model, "fc", None) or getattr(model, "head", None)
-    if not isinstance(classifier, nn.Module):
-        raise ValueError("saliency_tube needs a model with a linear head at .fc or .head")
-    method = SaliencyTube(model, layer or default_layer(model), classifier)
-    return lambda x, target: method.attribute(x, target=target)  # type: ignore[return-value]
-
-
-def _selective_gradcam_tube(model: nn.Module, layer: nn.Module | None) -> Explainer:
-    method = SelectiveRelevance(GradCAMTube(model, layer or default_layer(model)))
-    return lambda x, target: method.attribute(x, target=target)  # type: ignore[return-value]
-
-
-def _deep_taylor(model: nn.Module, layer: nn.Module | None) -> Explainer:
-    method = DeepTaylor3D(model)
-    return lambda x, target: reduce_channels(method.attribute(x, target=target))  # type: ignore[arg-type]
-
-
-def _deep_taylor_motion(model: nn.Module, layer: nn.Module | None) -> Explainer:
-    """Deep Taylor relevance that is there because of motion: the positive temporal part of
-    :class:`~captum_video.attr.SpatioTemporalSplit` (T + 1 passes per clip)."""
-    split = SpatioTemporalSplit(DeepTaylor3D(model))
-
-    def explain(x: Tensor, target: Tensor) -> Tensor:
-        temporal = split.attribute(x, target=target).temporal
-        return reduce_channels(temporal).clamp(min=0)
-
-    return explain
-
-
-def _temporal_occlusion(model: nn.Module, layer: nn.Module | None) -> Explainer:
-    method = TemporalOcclusion(model)
-
-    def explain(x: Tensor, target: Tensor) -> Tensor:
-        attr = method.attribute(x, target=target, window=4, stride=2, perturbations_per_eval=8)
-        return reduce_channels(attr)  # type: ignore[arg-type]
-
-    return explain
-
-
-#: Method name -> factory ``(model, layer) -> explain(clips, target)``.
-EXPLAINERS: dict[str, Callable[[nn.Module, nn.Module | None], Explainer]] = {
-    "gradcam_tube": _gradcam_tube,
-    "saliency_tube": _saliency_tube,
-    "selective_gradcam_tube": _selective_gradcam_tube,
-    "deep_taylor": _deep_taylor,
-    "deep_taylor_motion": _deep_taylor_motion,
-    "temporal_occlusion": _temporal_occlusion,
-    "saliency": _saliency,
-    "integrated_gradients": _integrated_gradients,
+_BASES: dict[str, MethodEntry] = {
+    "gradcam_tube": MethodEntry(
+        build=GradCAMTube,
+        description="Grad-CAM tube of the default layer (temporal_weights='clip')",
+        layer_method=True,
+    ),
+    "saliency_tube": MethodEntry(
+        build=SaliencyTube,
+        description="Saliency Tube (CAM with the classifier's weights) of the default layer",
+        layer_method=True,
+    ),
+    "deep_taylor": MethodEntry(
+        build=lambda model, layer: DeepTaylor3D(model),
+        description="deep Taylor decomposition (z+ / z^B LRP), conserves the logit",
+    ),
+    "saliency": MethodEntry(
+        build=lambda model, layer: Saliency(model),
+        description="Captum Saliency (absolute input gradient)",
+    ),
+    "integrated_gradients": MethodEntry(
+        build=lambda model, layer: IntegratedGradients(model),
+        kwargs={"n_steps": 16, "internal_batch_size": 16},
+        description="Captum IntegratedGradients from a zero clip, 16 steps",
+    ),
+    "occlusion": MethodEntry(
+        build=lambda model, layer: Occlusion(model),
+        kwargs={
+            "sliding_window_shapes": (3, 4, 16, 16),
+            "strides": (3, 2, 8, 8),
+            "perturbations_per_eval": 16,
+        },
+        description="Captum Occlusion with 4 x 16 x 16 cuboids (3-channel clips)",
+    ),
 }
 
+_SPLIT = "deep Taylor spatio-temporal split (T + 1 passes per clip)"
 
-def make_explainer(name: str, model: nn.Module, layer: nn.Module | None = None) -> Explainer:
-    """Build the method called ``name`` for ``model``.
+#: Method name -> :class:`MethodEntry`. Read-only; the CLI's ``--method`` choices.
+EXPLAINERS: Mapping[str, MethodEntry] = MappingProxyType(
+    {
+        **_BASES,
+        "deep_taylor_motion": MethodEntry(
+            build=lambda model, layer: SpatioTemporalSplit(DeepTaylor3D(model)),
+            output=_split_part("temporal", positive=True),
+            description=f"the relevance motion adds: positive temporal part of the {_SPLIT}",
+        ),
+        "deep_taylor_temporal": MethodEntry(
+            build=lambda model, layer: SpatioTemporalSplit(DeepTaylor3D(model)),
+            output=_split_part("temporal"),
+            description=f"signed temporal part of the {_SPLIT}",
+        ),
+        "deep_taylor_spatial": MethodEntry(
+            build=lambda model, layer: SpatioTemporalSplit(DeepTaylor3D(model)),
+            output=_split_part("spatial"),
+            description=f"spatial part of the {_SPLIT}",
+        ),
+        "temporal_occlusion": MethodEntry(
+            build=lambda model, layer: TemporalOcclusion(model),
+            kwargs={"window": 4, "stride": 2, "perturbations_per_eval": 8},
+            description="drop of the score when 4 frames are frozen, per frame",
+        ),
+        "temporal_mask": MethodEntry(
+            build=lambda model, layer: TemporalMask(model),
+            kwargs={"n_iter": 100},
+            output=_frame_curve_map,
+            description="Mänttäri et al.'s temporal mask (frames whose freezing kills the class)",
+        ),
+        **{f"selective_{base}": _selective(base) for base in _BASES},
+    }
+)
+
+
+def build_method(name: str, model: nn.Module, layer: nn.Module | None = None) -> Attribution:
+    """The attribution object of the method ``name`` for ``model``.
 
     Args:
         name (str): a key of :data:`EXPLAINERS`.
         model (nn.Module): the classifier to explain.
-        layer (nn.Module, optional): layer for layer methods; defaults to
-            :func:`default_layer` of the model.
+        layer (nn.Module, optional): layer of layer methods; default the architecture
+            registry's :func:`~captum_video.registry.default_layer`.
 
     Returns:
-        callable: ``explain(clips, target) -> (N, 1, T, H, W)`` relevance.
+        Attribution: the Captum-style object (call its ``attribute`` yourself).
+
+    Example::
+
+        >>> from captum_video.models import load_demo_model
+        >>> type(build_method("selective_gradcam_tube", load_demo_model())).__name__
+        'SelectiveRelevance'
+    """
+    if name not in EXPLAINERS:
+        raise ValueError(f"unknown method {name!r}; choose one of {sorted(EXPLAINERS)}")
+    entry = EXPLAINERS[name]
+    if layer is None and entry.layer_method:
+        layer = default_layer(model)[1]
+    return entry.build(model, layer)  # type: ignore[arg-type]
+
+
+def make_explainer(
+    name: str, model: nn.Module, layer: nn.Module | None = None, **kwargs: Any
+) -> Explainer:
+    """Build the method called ``name`` for ``model`` as ``explain(clips, target)``.
+
+    Args:
+        name (str): a key of :data:`EXPLAINERS`.
+        model (nn.Module): the classifier to explain.
+        layer (nn.Module, optional): layer for layer methods; default the architecture
+            registry's :func:`~captum_video.registry.default_layer`.
+        **kwargs: ``attribute`` keywords that replace the entry's (e.g. ``n_steps=32``).
+
+    Returns:
+        callable: ``explain(clips, target) -> (N, C or 1, T, H, W)`` relevance.
 
     Example::
 
         >>> from captum_video.models import load_demo_model
         >>> explain = make_explainer("saliency", load_demo_model())
         >>> explain(torch.rand(1, 3, 16, 32, 32), torch.tensor([0])).shape
-        torch.Size([1, 1, 16, 32, 32])
+        torch.Size([1, 3, 16, 32, 32])
     """
-    if name not in EXPLAINERS:
-        raise ValueError(f"unknown method {name!r}; choose one of {sorted(EXPLAINERS)}")
-    return EXPLAINERS[name](model, layer)
+    method = build_method(name, model, layer)
+    entry = EXPLAINERS[name]
+    options = {**entry.kwargs, **kwargs}
+
+    def explain(clips: Tensor, target: Tensor) -> Tensor:
+        return entry.output(method.attribute(clips, target=target, **options), clips)
+
+    return explain
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""Reading clips from video files (OpenCV), sampling long videos, normalisation presets.
+"""Reading clips from video files (OpenCV), sampling long videos, applying normalisation.
 
 Clips come out as float tensors ``(C, T, H, W)`` in ``[0, 1]`` (RGB), the layout every
 captum-video method takes after a batch dimension is added.
@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from captum_video._validation import validate_video
+from captum_video.registry import normalization_stats
 
 __all__ = [
     "read_video",
@@ -23,19 +24,7 @@ __all__ = [
     "video_info",
     "normalize_video",
     "denormalize_video",
-    "input_bounds",
-    "NORMALIZATION_PRESETS",
 ]
-
-#: Per-channel (mean, std) of torchvision's Kinetics-400 video weights, in RGB order for
-#: inputs in [0, 1]. "kinetics": r3d_18, mc3_18, r2plus1d_18, s3d; "mvit": mvit_v1_b,
-#: mvit_v2_s; "swin3d": swin3d_t/s/b; "none": identity (the demo models take raw [0, 1] clips).
-NORMALIZATION_PRESETS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "kinetics": ((0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989)),
-    "mvit": ((0.45, 0.45, 0.45), (0.225, 0.225, 0.225)),
-    "swin3d": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
-}
 
 PathLike = str | os.PathLike
 
@@ -257,15 +246,6 @@ def sample_clips(
     return clips.view(c, len(starts), num_frames, h, w).permute(1, 0, 2, 3, 4).contiguous()
 
 
-def _preset(preset: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    if preset not in NORMALIZATION_PRESETS:
-        raise ValueError(
-            f"unknown normalisation preset {preset!r}; choose one of "
-            f"{sorted(NORMALIZATION_PRESETS)} or pass mean and std"
-        )
-    return NORMALIZATION_PRESETS[preset]
-
-
 def _stats(
     video: Tensor, preset: str | None, mean: Sequence[float] | None, std: Sequence[float] | None
 ) -> tuple[Tensor, Tensor]:
@@ -274,7 +254,7 @@ def _stats(
             f"video must be (C, T, H, W) or (N, C, T, H, W), got shape {tuple(video.shape)}"
         )
     if preset is not None:
-        mean, std = _preset(preset)
+        mean, std = normalization_stats(preset)
     if mean is None or std is None:
         raise ValueError("pass a preset or both mean and std")
     c_dim = video.dim() - 4
@@ -300,8 +280,9 @@ def normalize_video(
 
     Args:
         video (Tensor): ``(C, T, H, W)`` or ``(N, C, T, H, W)`` in ``[0, 1]``.
-        preset (str, optional): a key of :data:`NORMALIZATION_PRESETS`; set ``None`` to pass
-            ``mean`` and ``std`` yourself. Default: ``"kinetics"``
+        preset (str, optional): a key of
+            :data:`captum_video.registry.NORMALIZATION_PRESETS`; set ``None`` to pass ``mean``
+            and ``std`` yourself. Default: ``"kinetics"``
         mean (sequence of float, optional): per-channel mean (with ``preset=None``).
         std (sequence of float, optional): per-channel standard deviation.
 
@@ -342,26 +323,3 @@ def denormalize_video(
     """
     m, s = _stats(video, preset, mean, std)
     return video * s + m
-
-
-def input_bounds(preset: str = "kinetics") -> tuple[Tensor, Tensor]:
-    """Per-channel lowest and highest values a normalised input can take.
-
-    For pixels in ``[0, 1]`` normalised with ``(mean, std)``: ``l_c = -mean_c / std_c`` and
-    ``h_c = (1 - mean_c) / std_c``. These are the bounds the z^B rule of deep Taylor
-    decomposition needs for the first layer.
-
-    Args:
-        preset (str, optional): a key of :data:`NORMALIZATION_PRESETS`. Default: ``"kinetics"``
-
-    Returns:
-        tuple of Tensor: ``(low, high)``, each of shape ``(C,)``.
-
-    Example::
-
-        >>> low, high = input_bounds("none")
-        >>> low.tolist(), high.tolist()
-        ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
-    """
-    mean, std = (torch.tensor(v) for v in _preset(preset))
-    return -mean / std, (1 - mean) / std

@@ -28,6 +28,7 @@ __all__ = [
     "frame_mask",
     "segment_mask",
     "tube_mask",
+    "cuboid_ids",
     "supervoxel_mask",
     "flow_mask",
     "num_features",
@@ -132,6 +133,45 @@ def segment_mask(video: Tensor, num_segments: int) -> Tensor:
     return ids.view(1, 1, t, 1, 1)
 
 
+def cuboid_ids(
+    size: tuple[int, int, int],
+    cell: tuple[int | None, int, int],
+    device: torch.device | str | None = None,
+) -> tuple[Tensor, int]:
+    r"""The cuboid cell each voxel of a ``(T, H, W)`` grid falls in, and the number of cells.
+
+    Cells of ``(t, h, w)`` frames x rows x columns tile the grid in raster order (time
+    slowest); cells at the far borders may be smaller, and a cell larger than the grid along an
+    axis covers that axis once.
+
+    Args:
+        size (tuple of int): ``(T, H, W)``.
+        cell (tuple): ``(t, h, w)`` cell extent; ``t = None`` spans all frames.
+        device (torch.device or str, optional): where the ids go. Default: CPU
+
+    Returns:
+        tuple: ``(ids, count)``, ``ids`` a ``long`` tensor ``(T, H, W)`` in ``0 .. count - 1``.
+
+    Example::
+
+        >>> ids, count = cuboid_ids((4, 4, 4), (2, 2, 4))
+        >>> count, ids[3, 3, 0].item()
+        (4, 3)
+    """
+    t, h, w = (int(s) for s in size)
+    ct, ch, cw = cell
+    ct = t if ct is None else ct
+    for name, extent in (("t", ct), ("h", ch), ("w", cw)):
+        if isinstance(extent, bool) or not isinstance(extent, int) or extent < 1:
+            raise ValueError(f"cell {name} must be a positive int, got {extent!r} (cell={cell})")
+    nt, nh, nw = math.ceil(t / ct), math.ceil(h / ch), math.ceil(w / cw)
+    it = torch.arange(t, device=device) // ct
+    ih = torch.arange(h, device=device) // ch
+    iw = torch.arange(w, device=device) // cw
+    ids = (it.view(t, 1, 1) * nh + ih.view(1, h, 1)) * nw + iw.view(1, 1, w)
+    return ids, nt * nh * nw
+
+
 def tube_mask(video: Tensor, cell: tuple[int | None, int, int]) -> Tensor:
     r"""One feature per spatio-temporal cell of ``(t, h, w)`` frames x pixels: a grid of
     tubes (``t = None`` or ``T`` makes each tube span the whole clip). Cells at the far
@@ -151,18 +191,7 @@ def tube_mask(video: Tensor, cell: tuple[int | None, int, int]) -> Tensor:
         8
     """
     _, t, h, w = _shape(video)
-    ct, ch, cw = cell
-    ct = t if ct is None else ct
-    for name, size, limit in (("t", ct, t), ("h", ch, h), ("w", cw, w)):
-        if not isinstance(size, int) or not 1 <= size <= limit:
-            raise ValueError(f"cell {name} must be an int in [1, {limit}], got {size!r}")
-    dev = video.device
-    it = torch.arange(t, device=dev) // ct
-    iy = torch.arange(h, device=dev) // ch
-    ix = torch.arange(w, device=dev) // cw
-    ny, nx = math.ceil(h / ch), math.ceil(w / cw)
-    ids = (it.view(t, 1, 1) * ny + iy.view(1, h, 1)) * nx + ix.view(1, 1, w)
-    return ids.view(1, 1, t, h, w)
+    return cuboid_ids((t, h, w), cell, video.device)[0].view(1, 1, t, h, w)
 
 
 def supervoxel_mask(

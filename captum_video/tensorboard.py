@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from captum.attr import LayerAttribution
 from PIL import Image
 from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 from torch import Tensor
 
 from captum_video._validation import validate_video
+from captum_video.relevance import reduce_channels, relevance_per_frame, upsample_to_input
 from captum_video_tb import metadata
 
 __all__ = ["add_relevance_clip"]
@@ -196,8 +196,8 @@ def add_relevance_clip(
         "part_max_abs": {name: float(m.abs().max()) for name, m in parts.items()},
         "curves": {
             name: {
-                "sum": [float(v) for v in m.sum(dim=(1, 2))],
-                "abs_sum": [float(v) for v in m.abs().sum(dim=(1, 2))],
+                key: relevance_per_frame(m[None, None], sign, normalize=None)[0].tolist()
+                for key, sign in (("sum", "all"), ("abs_sum", "absolute_value"))
             }
             for name, m in parts.items()
         },
@@ -283,15 +283,13 @@ def _relevance_map(attr: Any, name: str, size: tuple[int, int, int]) -> Tensor:
         raise ValueError(f"{name} is empty: shape {tuple(attr.shape)}")
     if not bool(torch.isfinite(attr).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
-    reduced = attr.detach().to("cpu", torch.float64).sum(dim=0, keepdim=True).unsqueeze(0)
-    if tuple(reduced.shape[2:]) != size:
-        if attr.shape[1] > size[0]:
-            raise ValueError(
-                f"{name} has {attr.shape[1]} frames but the video has {size[0]}; relevance "
-                "for this clip must have as many frames or fewer (a layer map)"
-            )
-        reduced = LayerAttribution.interpolate(reduced, size, interpolate_mode="trilinear")
-    return reduced[0, 0]
+    reduced = reduce_channels(attr.detach().to("cpu", torch.float64).unsqueeze(0), "sum")
+    if tuple(reduced.shape[2:]) != size and attr.shape[1] > size[0]:
+        raise ValueError(
+            f"{name} has {attr.shape[1]} frames but the video has {size[0]}; relevance "
+            "for this clip must have as many frames or fewer (a layer map)"
+        )
+    return upsample_to_input(reduced, size)[0, 0]
 
 
 def _quantise(unit: Tensor, encoding: str) -> np.ndarray:

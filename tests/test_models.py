@@ -1,4 +1,4 @@
-"""Reference models, the bundled demo checkpoints and the torchvision loader."""
+"""Reference models and the bundled demo checkpoints."""
 
 from __future__ import annotations
 
@@ -9,13 +9,11 @@ import torch
 
 from captum_video.datasets import MovingShapes
 from captum_video.models import (
-    TORCHVISION_VIDEO_MODELS,
     C3DSmall,
     R2Plus1DSmall,
     demo_checkpoint_path,
     evaluate,
     load_demo_model,
-    load_torchvision_model,
     train_demo_model,
 )
 
@@ -74,27 +72,3 @@ def test_training_script_runs_and_saves(tmp_path: Path) -> None:
 def test_missing_demo_variant_explains_how_to_build() -> None:
     with pytest.raises(FileNotFoundError, match="--train"):
         load_demo_model("mixed-up")
-
-
-def test_torchvision_loader_reads_local_state_dict(tmp_path: Path) -> None:
-    reference = load_torchvision_model("r3d_18", num_classes=7)
-    path = tmp_path / "r3d.pt"
-    torch.save({"state_dict": {"module." + k: v for k, v in reference.state_dict().items()}}, path)
-    loaded = load_torchvision_model("r3d_18", path)
-    x = torch.rand(1, 3, 4, 32, 32)
-    assert torch.allclose(loaded(x), reference(x), atol=1e-5)
-    torch.save({"bogus": torch.zeros(1)}, tmp_path / "bad.pt")
-    with pytest.raises(ValueError, match="does not match"):
-        load_torchvision_model("r3d_18", tmp_path / "bad.pt", num_classes=7)
-    with pytest.raises(FileNotFoundError):
-        load_torchvision_model("r3d_18", tmp_path / "nope.pt")
-    with pytest.raises(ValueError, match="unknown"):
-        load_torchvision_model("resnet50")
-    assert set(TORCHVISION_VIDEO_MODELS) >= {
-        "r3d_18",
-        "mc3_18",
-        "r2plus1d_18",
-        "s3d",
-        "mvit_v2_s",
-        "swin3d_t",
-    }

@@ -12,11 +12,11 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from captum_video.batch import explain_dataset
 from captum_video.datasets import MovingShapes
-from captum_video.report import render_report, write_report
-from captum_video.shards import load_records
-from captum_video.summary import reliance, summarize
+from captum_video.pipeline import explain_dataset
+from captum_video.pipeline.report import render_report, write_report
+from captum_video.pipeline.store import load_records
+from captum_video.pipeline.summary import reliance, summarize
 from tests.helpers import CHROMIUM_ARGS, chromium_path
 
 

@@ -1,10 +1,11 @@
 """Attribution methods for video models, each a subclass of a Captum base class.
 
 Every method takes clips ``(N, C, T, H, W)`` and returns input-shaped relevance (or
-``(N, 1, T, H, W)`` for layer methods after up-sampling).
+``(N, 1, T, H, W)`` for layer methods after up-sampling). ``target=None`` means the same in
+every method: each clip's predicted class (the argmax of the model's output).
 """
 
-from captum_video.attr._common import reduce_channels, upsample_to_input
+from captum_video.attr._gradcam_tube import GradCAMTube
 from captum_video.attr._lrp import (
     COMPOSITES,
     Canonizer,
@@ -20,15 +21,15 @@ from captum_video.attr._lrp import (
     ZBRule,
     ZEpsilonRule,
     ZPlusRule,
-    bounds_from_normalization,
     canonized,
     default_canonizers,
 )
+from captum_video.attr._saliency_tube import SaliencyTube
 from captum_video.attr._selective import SelectiveRelevance, selective_relevance
 from captum_video.attr._split import SpatioTemporalRelevance, SpatioTemporalSplit
-from captum_video.attr._temporal import TemporalMask, TemporalOcclusion, frame_curve
-from captum_video.attr._token_reshape import suggest_layer
-from captum_video.attr._tubes import GradCAMTube, SaliencyTube
+from captum_video.attr._temporal_mask import TemporalMask
+from captum_video.attr._temporal_occlusion import TemporalOcclusion
+from captum_video.attr._tube import TubeAttribution
 
 __all__ = [
     "DeepTaylor3D",
@@ -43,21 +44,17 @@ __all__ = [
     "ProportionalRule",
     "WinnerTakeAllRule",
     "PassRule",
-    "bounds_from_normalization",
     "Canonizer",
     "MergeBatchNorm",
     "ResidualAddCanonizer",
     "NoInplaceReLU",
     "canonized",
     "default_canonizers",
+    "TubeAttribution",
     "GradCAMTube",
     "SaliencyTube",
-    "suggest_layer",
     "TemporalOcclusion",
     "TemporalMask",
-    "frame_curve",
-    "reduce_channels",
-    "upsample_to_input",
     "SelectiveRelevance",
     "selective_relevance",
 ]

@@ -5,7 +5,6 @@ from captum_video.metrics.faithfulness import (
     CausalCurve,
     aopc,
     deletion,
-    gaussian_blur_frames,
     insertion,
 )
 from captum_video.metrics.localization import (
@@ -24,7 +23,6 @@ __all__: list[str] = [
     "CausalCurve",
     "aopc",
     "deletion",
-    "gaussian_blur_frames",
     "insertion",
     "PointingGameResult",
     "pointing_game",

@@ -24,12 +24,10 @@ informative curve; report both.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from captum._utils.common import (
     ExpansionTypes,
     _expand_additional_forward_args,
@@ -39,8 +37,11 @@ from captum._utils.common import (
 from torch import Tensor
 
 from captum_video._validation import validate_target, validate_video
+from captum_video.baselines import spatial_blur
+from captum_video.masks import cuboid_ids
+from captum_video.relevance import reduce_channels
 
-__all__ = ["CausalCurve", "AOPCResult", "deletion", "insertion", "aopc", "gaussian_blur_frames"]
+__all__ = ["CausalCurve", "AOPCResult", "deletion", "insertion", "aopc"]
 
 Cell = tuple[int, int, int] | Literal["frame", "voxel"]
 Order = Literal["most_first", "least_first", "random"]
@@ -111,8 +112,8 @@ def deletion(
             Default: ``(1, 4, 4)``
         base (str, float, Tensor or Callable, optional): what removed cells become:
             ``"fade"`` (zeros, i.e. the mean in a normalised input space), ``"blur"``
-            (each frame Gaussian-blurred, see :func:`gaussian_blur_frames`), a constant, a
-            tensor broadcastable to ``inputs``, or a callable ``inputs -> base``.
+            (each frame Gaussian-blurred with :func:`captum_video.baselines.spatial_blur`), a
+            constant, a tensor broadcastable to ``inputs``, or a callable ``inputs -> base``.
             Default: ``"fade"``
         blur_sigma (float, optional): sigma of the ``"blur"`` base in pixels; default
             ``20 / 112 * min(H, W)`` (Li et al.'s sigma 20 on 112 px frames). Default: None
@@ -326,43 +327,6 @@ def aopc(
     return AOPCResult(drops.mean(1), drops)
 
 
-def gaussian_blur_frames(inputs: Tensor, sigma: float) -> Tensor:
-    r"""Blur every frame of ``(N, C, T, H, W)`` clips with a spatial Gaussian (not in time).
-
-    Separable convolution with a kernel truncated at 3 sigma and replicate padding, so any
-    sigma works on any frame size.
-
-    Args:
-        inputs (Tensor): clips ``(N, C, T, H, W)``.
-        sigma (float): standard deviation in pixels; 0 returns a copy.
-
-    Returns:
-        Tensor: blurred clips, same shape, device and dtype.
-
-    Example::
-
-        >>> gaussian_blur_frames(torch.rand(1, 3, 4, 32, 32), sigma=5.0).shape
-        torch.Size([1, 3, 4, 32, 32])
-    """
-    if sigma < 0:
-        raise ValueError(f"sigma must be >= 0, got {sigma}")
-    if sigma == 0:
-        return inputs.clone()
-    radius = max(1, math.ceil(3 * sigma))
-    offsets = torch.arange(-radius, radius + 1, device=inputs.device, dtype=inputs.dtype)
-    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    channels = inputs.shape[1]
-    out = inputs
-    for shape, pad in (
-        ((1, -1, 1), (0, 0, radius, radius, 0, 0)),
-        ((1, 1, -1), (radius, radius, 0, 0, 0, 0)),
-    ):
-        weight = kernel.view(1, 1, *shape).repeat(channels, 1, 1, 1, 1)
-        out = F.conv3d(F.pad(out, pad, mode="replicate"), weight, groups=channels)
-    return out
-
-
 # -- shared machinery -----------------------------------------------------------------------
 
 
@@ -480,11 +444,9 @@ def _reduce_attributions(attributions: Tensor, inputs: Tensor, mode: str) -> Ten
         )
     if not bool(torch.isfinite(attributions).all()):
         raise ValueError("attributions contain NaN or infinite values")
-    if mode == "sum":
-        return attributions.sum(1)
-    if mode == "abs_sum":
-        return attributions.abs().sum(1)
-    raise ValueError(f"channel_reduction must be 'sum' or 'abs_sum', got {mode!r}")
+    if mode not in ("sum", "abs_sum"):
+        raise ValueError(f"channel_reduction must be 'sum' or 'abs_sum', got {mode!r}")
+    return reduce_channels(attributions, mode)[:, 0]  # type: ignore[arg-type]
 
 
 def _cell_index(size: tuple[int, int, int], cell: Cell, device: torch.device) -> tuple[Tensor, int]:
@@ -494,21 +456,11 @@ def _cell_index(size: tuple[int, int, int], cell: Cell, device: torch.device) ->
         cell = (1, h, w)
     elif cell == "voxel":
         cell = (1, 1, 1)
-    if not (
-        isinstance(cell, tuple)
-        and len(cell) == 3
-        and all(isinstance(c, int) and c >= 1 for c in cell)
-    ):
+    if not (isinstance(cell, tuple) and len(cell) == 3):
         raise ValueError(
             f"cell must be a (t, h, w) tuple of positive ints, 'frame' or 'voxel', got {cell!r}"
         )
-    ct, ch, cw = cell
-    nt, nh, nw = -(-t // ct), -(-h // ch), -(-w // cw)
-    it = torch.arange(t, device=device) // ct
-    ih = torch.arange(h, device=device) // ch
-    iw = torch.arange(w, device=device) // cw
-    ids = (it.view(t, 1, 1) * nh + ih.view(1, h, 1)) * nw + iw.view(1, 1, w)
-    return ids, nt * nh * nw
+    return cuboid_ids(size, cell, device)
 
 
 def _make_base(base: Base, inputs: Tensor, blur_sigma: float | None) -> Tensor:
@@ -517,7 +469,7 @@ def _make_base(base: Base, inputs: Tensor, blur_sigma: float | None) -> Tensor:
             return torch.zeros_like(inputs)
         if base == "blur":
             sigma = blur_sigma if blur_sigma is not None else 20 / 112 * min(inputs.shape[-2:])
-            return gaussian_blur_frames(inputs, sigma)
+            return spatial_blur(inputs, sigma)
         raise ValueError(
             f"base must be 'fade', 'blur', a number, a tensor or a callable, got {base!r}"
         )

@@ -20,6 +20,8 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
+from captum_video.relevance import reduce_channels
+
 __all__ = ["PointingGameResult", "pointing_game", "relevance_mass", "relevance_rank"]
 
 Relevance = Literal["positive", "absolute", "signed"]
@@ -170,6 +172,9 @@ def relevance_rank(attributions: Tensor, mask: Tensor, relevance: Relevance = "p
     return torch.where(k > 0, hits.to(r.dtype) / kf.clamp(min=1), torch.full_like(kf, float("nan")))
 
 
+_REDUCTION = {"positive": "positive_sum", "absolute": "abs_sum", "signed": "sum"}
+
+
 def _channel_sum(attributions: Tensor, relevance: str) -> Tensor:
     if not isinstance(attributions, Tensor):
         raise TypeError(f"attributions must be a Tensor, got {type(attributions).__name__}")
@@ -177,15 +182,11 @@ def _channel_sum(attributions: Tensor, relevance: str) -> Tensor:
         raise ValueError(
             f"attributions must be (N, C, T, H, W), got shape {tuple(attributions.shape)}"
         )
+    if relevance not in _REDUCTION:
+        raise ValueError(f"relevance must be 'positive', 'absolute' or 'signed', got {relevance!r}")
     if not attributions.is_floating_point():
         attributions = attributions.float()
-    if relevance == "positive":
-        attributions = attributions.clamp(min=0)
-    elif relevance == "absolute":
-        attributions = attributions.abs()
-    elif relevance != "signed":
-        raise ValueError(f"relevance must be 'positive', 'absolute' or 'signed', got {relevance!r}")
-    return attributions.sum(1)
+    return reduce_channels(attributions, _REDUCTION[relevance])[:, 0]  # type: ignore[arg-type]
 
 
 def _mask(mask: Tensor, shape: tuple[int, ...], device: torch.device) -> Tensor:

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from captum_video import flow
 from captum_video._validation import validate_video
-from captum_video.attr._common import ChannelReduction, reduce_channels
+from captum_video.relevance import ChannelReduction, reduce_channels
 
 __all__ = ["spatial_bias", "flow_agreement"]
 

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from captum_video.relevance import reduce_channels
+
 __all__ = ["attr_volume", "video_frames", "check_matching", "select_frames"]
 
 
@@ -52,8 +54,8 @@ def attr_volume(attr: Any, name: str = "attr") -> np.ndarray:
                 f"visualisations draw one clip: pass {name}[i]"
             )
         array = array[0]
-    if array.ndim == 4:
-        array = array.sum(axis=0)
+    if array.ndim == 4 and array.dtype.kind in "fiu":
+        array = reduce_channels(torch.from_numpy(np.ascontiguousarray(array))[None])[0, 0].numpy()
     if array.ndim != 3:
         raise ValueError(
             f"{name} must be (1, C, T, H, W), (C, T, H, W) or (T, H, W), got shape "

@@ -14,45 +14,20 @@ import warnings
 from typing import Any, Literal
 
 import numpy as np
-from captum.attr._utils.visualization import VisualizeSign, _normalize_attr
+from captum.attr._utils.visualization import _normalize_attr
 
+from captum_video.relevance import SIGNS, apply_sign
 from captum_video.visualization._inputs import attr_volume
 
 __all__ = ["normalize_video_attr", "apply_sign", "check_sign"]
 
 NormalizeMode = Literal["percentile", "max", "minmax"]
-SIGNS = tuple(sign.name for sign in VisualizeSign)
 
 
 def check_sign(sign: str) -> None:
     """Raise a ValueError unless ``sign`` is one of Captum's ``VisualizeSign`` names."""
     if sign not in SIGNS:
         raise ValueError(f"sign must be one of {', '.join(SIGNS)}, got {sign!r}")
-
-
-def apply_sign(volume: np.ndarray, sign: str) -> np.ndarray:
-    """Captum's sign filter, with ``negative`` returned as magnitudes (``>= 0``).
-
-    Args:
-        volume (ndarray): signed relevance.
-        sign (str): ``"positive"``, ``"absolute_value"``, ``"negative"`` or ``"all"``.
-
-    Returns:
-        ndarray: the filtered relevance, same shape.
-
-    Example::
-
-        >>> apply_sign(np.array([-2.0, 1.0]), "negative")
-        array([2., 0.])
-    """
-    check_sign(sign)
-    if sign == "positive":
-        return np.maximum(volume, 0.0)
-    if sign == "negative":
-        return -np.minimum(volume, 0.0)
-    if sign == "absolute_value":
-        return np.abs(volume)
-    return volume
 
 
 def _normalize_frames_separately(volume: np.ndarray, **kwargs: Any) -> np.ndarray:

@@ -1,8 +1,9 @@
 """Relevance over time: how much of a clip's relevance each frame holds, for several methods.
 
-Hiley et al. (seed 002, section 2.2) point to [47], which plots the amount of relevance per
-frame with the frames shown at key points, as a view that keeps the clip's sense of sequence
-and shows the effect of motion better than an animated heat map. This module draws that
+Hiley, Preece and Hicks ("Explainable Deep Learning for Video Recognition Tasks: A Framework
+& Recommendations", 2019, section 2.2) point to a view that plots the amount of relevance per
+frame with the frames shown at key points: it keeps the clip's sense of sequence and shows the
+effect of motion better than an animated heat map. This module draws that
 view: one curve per attribution method on a shared axis, thumbnails of key frames beneath.
 It does not go through Captum's ``visualize_timeseries_attr``, whose ``cm.get_cmap`` call
 fails on matplotlib >= 3.11.
@@ -14,17 +15,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
+import torch
 from matplotlib import colormaps
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
+from captum_video.relevance import relevance_per_frame
 from captum_video.visualization._inputs import (
     attr_volume,
     check_matching,
     select_frames,
     video_frames,
 )
-from captum_video.visualization._normalize import apply_sign
 
 __all__ = ["relevance_over_time", "plot_relevance_over_time"]
 
@@ -58,11 +60,8 @@ def relevance_over_time(
     """
     if normalize not in ("sum", "max", None):
         raise ValueError(f"normalize must be 'sum', 'max' or None, got {normalize!r}")
-    mass = apply_sign(attr_volume(attr), sign).sum(axis=(1, 2))
-    if normalize is None:
-        return mass
-    scale = np.abs(mass).sum() if normalize == "sum" else np.abs(mass).max()
-    return mass / scale if scale > 0 else mass
+    volume = torch.from_numpy(attr_volume(attr))[None, None]
+    return relevance_per_frame(volume, sign, normalize)[0].numpy()
 
 
 def _as_named(attrs: Any, labels: Sequence[str] | None) -> list[tuple[str, Any]]:

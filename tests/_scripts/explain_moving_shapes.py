@@ -13,10 +13,10 @@ import time
 
 import torch
 
-from captum_video.batch import explain_dataset
 from captum_video.datasets import MovingShapes
 from captum_video.explainers import make_explainer
 from captum_video.models import load_demo_model
+from captum_video.pipeline import explain_dataset
 
 #: The data set and options the tests compare against (keep in sync with tests/test_batch.py).
 NUM_CLIPS, SEED, SHARD_SIZE, BATCH_SIZE = 8, 77, 2, 4

@@ -15,7 +15,8 @@ from captum_video.attr import (
     canonized,
     default_canonizers,
 )
-from captum_video.models import R2Plus1DSmall, load_torchvision_model
+from captum_video.models import R2Plus1DSmall
+from captum_video.registry import load_model
 from tests.helpers import assert_model_unchanged, model_snapshot
 
 
@@ -41,7 +42,7 @@ def test_canonized_model_computes_the_same_and_is_restored(name: str) -> None:
     if name == "small":
         model = randomize_batch_norm(R2Plus1DSmall())
     else:
-        model = randomize_batch_norm(load_torchvision_model(name, num_classes=4))
+        model = randomize_batch_norm(load_model(name, num_classes=4))
     x = torch.rand(1, 3, 4, 24, 24)
     with torch.no_grad():
         expected = model(x)
@@ -101,7 +102,7 @@ def test_bias_free_conv_gets_a_temporary_bias() -> None:
 
 
 def test_residual_canonizer_and_inplace_relu() -> None:
-    model = load_torchvision_model("r3d_18", num_classes=2)
+    model = load_model("r3d_18", num_classes=2)
     relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
     assert any(r.inplace for r in relus)
     with canonized(model, [ResidualAddCanonizer(), NoInplaceReLU()]):

@@ -7,8 +7,9 @@ import torch
 from captum.attr import NoiseTunnel
 from torch import nn
 
-from captum_video.attr import DeepTaylor3D, ZEpsilonRule, bounds_from_normalization
-from captum_video.models import C3DSmall, R2Plus1DSmall, load_demo_model, load_torchvision_model
+from captum_video.attr import DeepTaylor3D, ZEpsilonRule
+from captum_video.models import C3DSmall, R2Plus1DSmall, load_demo_model
+from captum_video.registry import bounds_from_normalization, load_model
 from tests.attr.test_canonizers import randomize_batch_norm
 from tests.helpers import assert_model_unchanged, model_snapshot
 
@@ -82,7 +83,7 @@ def test_conservation_bias_free(make) -> None:
 
 
 def test_conservation_r3d_18_with_canonizers() -> None:
-    model = randomize_batch_norm(load_torchvision_model("r3d_18", num_classes=5))
+    model = randomize_batch_norm(load_model("r3d_18", num_classes=5))
     x = torch.rand(1, 3, 4, 32, 32)  # in [0, 1], inside the Kinetics z^B bounds
     rel, delta = DeepTaylor3D(model).attribute(x, target=3, return_convergence_delta=True)
     logit = model(x)[:, 3].detach()

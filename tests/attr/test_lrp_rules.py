@@ -15,9 +15,9 @@ from captum_video.attr import (
     ZBRule,
     ZEpsilonRule,
     ZPlusRule,
-    bounds_from_normalization,
 )
 from captum_video.attr._lrp.rules import stabilize
+from captum_video.registry import bounds_from_normalization
 
 zennit_rules = pytest.importorskip("zennit.rules")
 zennit_attribution = pytest.importorskip("zennit.attribution")

@@ -19,10 +19,9 @@ from captum.attr import (
 )
 from torch import nn
 
-from captum_video.attr import SelectiveRelevance, selective_relevance, upsample_to_input
-from captum_video.attr._lrp.deep_taylor import DeepTaylor3D
+from captum_video.attr import DeepTaylor3D, GradCAMTube, SelectiveRelevance, selective_relevance
 from captum_video.attr._selective import sobel_time_kernel
-from captum_video.attr._tubes import GradCAMTube
+from captum_video.relevance import upsample_to_input
 from tests.helpers import assert_model_unchanged, model_snapshot
 
 

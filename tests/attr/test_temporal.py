@@ -7,13 +7,19 @@ import pytest
 import torch
 from captum.attr import NoiseTunnel, Occlusion
 
-from captum_video.attr import TemporalMask, TemporalOcclusion, frame_curve
+from captum_video.attr import TemporalMask, TemporalOcclusion
 from captum_video.baselines import freeze, freeze_soft, occlude_window, shuffle
 from captum_video.datasets import MovingShapes
 from captum_video.models import C3DSmall
+from captum_video.relevance import relevance_per_frame
 from tests.helpers import assert_model_unchanged, model_snapshot
 
 EVENT = (5, 11)
+
+
+def frame_curve(attr: torch.Tensor) -> torch.Tensor:
+    """The per-frame value of a frame-constant temporal attribution."""
+    return relevance_per_frame(attr, sign="all", normalize="mean")
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +108,7 @@ def test_peaks_on_the_event_frames(demo_model, event_batch) -> None:  # noqa: AN
     clips, labels = event_batch
     occ = TemporalOcclusion(_probabilities(demo_model))
     attr = occ.attribute(clips, window=4, stride=1, target=labels, perturbations_per_eval=13)
-    curve = occ.frame_curve(attr)
+    curve = frame_curve(attr)
     inside = torch.zeros(16, dtype=torch.bool)
     inside[EVENT[0] : EVENT[1]] = True
     assert bool(inside[curve.argmax(1)].all()), curve
@@ -211,8 +217,6 @@ def test_bad_inputs_raise_and_leave_the_model_alone(small_model) -> None:  # noq
         occ.attribute(x, baselines=torch.zeros(1, 3, 4, 16, 16), target=0)
     with pytest.raises(ValueError, match="out of range"):
         occ.attribute(x, target=7)
-    with pytest.raises(ValueError, match="one value per example"):
-        occ.attribute(x)  # (N, K) output and no target
     with pytest.raises(ValueError, match="NaN"):
         occ.attribute(x.clone().fill_(float("nan")), target=0)
     with pytest.raises(ValueError, match="perturbation"):
@@ -220,6 +224,31 @@ def test_bad_inputs_raise_and_leave_the_model_alone(small_model) -> None:  # noq
     with pytest.raises(ValueError, match="out of range"):
         TemporalMask(small_model).attribute(x, target=9)
     assert_model_unchanged(before, small_model)
+
+
+def test_target_none_means_the_predicted_class(small_model) -> None:  # noqa: ANN001
+    x = torch.rand(3, 3, 8, 16, 16)
+    predicted = small_model(x).argmax(1)
+    occ = TemporalOcclusion(small_model)
+    torch.testing.assert_close(occ.attribute(x), occ.attribute(x, target=predicted))
+    mask = TemporalMask(small_model)
+    kwargs = {"n_iter": 3, "init": "random", "generator": torch.Generator().manual_seed(0)}
+    default = mask.attribute(x, **kwargs)
+    kwargs["generator"] = torch.Generator().manual_seed(0)
+    torch.testing.assert_close(default, mask.attribute(x, target=predicted, **kwargs))
+
+
+def test_captum_spelling_of_windows(small_model) -> None:  # noqa: ANN001
+    x = torch.rand(2, 3, 8, 16, 16)
+    occ = TemporalOcclusion(small_model)
+    ours = occ.attribute(x, window=3, stride=2, target=1)
+    captum = occ.attribute(
+        x, sliding_window_shapes=(3, 3, 16, 16), strides=(3, 2, 16, 16), target=1
+    )
+    torch.testing.assert_close(ours, captum)
+    torch.testing.assert_close(ours, occ.attribute(x, window=3, strides=2, target=1))
+    with pytest.raises(ValueError, match="sliding_window_shapes must be"):
+        occ.attribute(x, sliding_window_shapes=(3, 3, 8, 8), target=1)
 
 
 def test_captum_contracts(small_model) -> None:  # noqa: ANN001

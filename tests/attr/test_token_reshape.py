@@ -7,17 +7,15 @@ import torch
 import torchvision.models.video as tv
 from torch import nn
 
-from captum_video.attr._token_reshape import (
+from captum_video.models import C3DSmall
+from captum_video.registry import (
     RESHAPE_PRESETS,
     channels_first,
     channels_last_to_channels_first,
     mvit_tokens_to_volume,
-    pick_reshape,
     resolve_reshape,
-    suggest_layer,
     token_grid_to_volume,
 )
-from captum_video.models import C3DSmall
 
 
 @pytest.fixture(scope="module")
@@ -70,21 +68,6 @@ def test_presets_are_linear_reindexing_so_they_map_gradients_too():
     torch.testing.assert_close(channels_last_to_channels_first(grad), g)
 
 
-def test_pick_reshape_for_torchvision_models(swin, mvit):
-    assert pick_reshape(swin, swin.features[-1]) == "swin3d"
-    assert pick_reshape(swin, swin.features[1]) == "swin3d"  # patch merging
-    assert pick_reshape(swin, swin.features[0][0]) == "swin3d"  # one block
-    assert pick_reshape(swin, swin.norm) == "swin3d"
-    assert pick_reshape(swin, swin.patch_embed) == "swin3d"
-    assert pick_reshape(mvit, mvit.blocks[-2]) == "mvit"
-    assert pick_reshape(mvit, mvit.norm) == "identity"
-    net = C3DSmall()
-    assert pick_reshape(net, net.layer3) == "identity"
-    # a wrapping function instead of a module: the layer's type decides
-    assert pick_reshape(lambda x: swin(x), swin.features[-1]) == "swin3d"
-    assert pick_reshape(lambda x: mvit(x), mvit.blocks[3]) == "mvit"
-
-
 def test_resolve_reshape():
     conv = nn.Conv3d(1, 1, 1)
     assert resolve_reshape(None, C3DSmall(), conv) is channels_first
@@ -98,14 +81,3 @@ def test_resolve_reshape():
         resolve_reshape("timesformer", None, conv)
     with pytest.raises(TypeError, match="reshape must be"):
         resolve_reshape(3, None, conv)
-
-
-def test_suggest_layer(swin, mvit):
-    net = C3DSmall()
-    assert suggest_layer(net) == ("layer3", net.layer3)
-    assert suggest_layer(swin)[0] == "features.6"
-    assert suggest_layer(mvit)[0] == "blocks.14"
-    r3d = tv.r3d_18(num_classes=3)
-    assert suggest_layer(r3d) == ("layer4", r3d.layer4)
-    with pytest.raises(ValueError, match="no default layer"):
-        suggest_layer(nn.Linear(2, 2))

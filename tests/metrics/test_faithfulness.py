@@ -8,7 +8,8 @@ import scipy.ndimage
 import torch
 from torch import nn
 
-from captum_video.metrics import aopc, deletion, gaussian_blur_frames, insertion
+from captum_video.baselines import spatial_blur
+from captum_video.metrics import aopc, deletion, insertion
 from tests.helpers import assert_model_unchanged, model_snapshot
 
 
@@ -80,7 +81,7 @@ def test_endpoints_equal_p_of_clip_and_p_of_base_on_demo_model(demo_model, motio
     with torch.no_grad():
         p_x = demo_model(clips).softmax(1).gather(1, labels[:, None])[:, 0]
         p_fade = demo_model(torch.zeros_like(clips)).softmax(1).gather(1, labels[:, None])[:, 0]
-        blurred = gaussian_blur_frames(clips, 20 / 112 * 32)
+        blurred = spatial_blur(clips, 20 / 112 * 32)
         p_blur = demo_model(blurred).softmax(1).gather(1, labels[:, None])[:, 0]
     for base, p_base in (("fade", p_fade), ("blur", p_blur)):
         dele = deletion(demo_model, clips, attr, target=labels, n_steps=6, base=base)
@@ -233,9 +234,9 @@ def test_aopc_morf_and_lerf_on_a_linear_model():
     torch.testing.assert_close(runs[0], runs[1])
 
 
-def test_gaussian_blur_frames_matches_scipy():
+def test_spatial_blur_matches_scipy():
     x = torch.rand(1, 2, 3, 12, 10, dtype=torch.float64)
-    ours = gaussian_blur_frames(x, sigma=2.0)
+    ours = spatial_blur(x, sigma=2.0)
     ref = scipy.ndimage.gaussian_filter(
         x.numpy(), sigma=(0, 0, 0, 2.0, 2.0), mode="nearest", truncate=3.0
     )

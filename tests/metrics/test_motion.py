@@ -6,8 +6,7 @@ import pytest
 import torch
 
 import captum_video.flow as flow_module
-from captum_video.attr import selective_relevance
-from captum_video.attr._tubes import GradCAMTube
+from captum_video.attr import GradCAMTube, selective_relevance
 from captum_video.datasets import MovingShapes
 from captum_video.metrics import flow_agreement, spatial_bias
 

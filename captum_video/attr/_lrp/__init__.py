@@ -17,7 +17,6 @@ from captum_video.attr._lrp.rules import (
     ZBRule,
     ZEpsilonRule,
     ZPlusRule,
-    bounds_from_normalization,
     stabilize,
 )
 
@@ -33,7 +32,6 @@ __all__ = [
     "WinnerTakeAllRule",
     "PassRule",
     "stabilize",
-    "bounds_from_normalization",
     "Canonizer",
     "MergeBatchNorm",
     "ResidualAddCanonizer",

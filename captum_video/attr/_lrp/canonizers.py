@@ -5,11 +5,11 @@ r"""Canonizers: temporary, exactly reversible rewrites that make a model LRP-fri
   torchvision's ``Conv2Plus1D``) into that layer, and turns the BatchNorm into an exact
   identity. BatchNorm's shift then lives in a bias, which z+ / z^B ignore, so relevance is
   conserved.
-* :class:`ResidualAddCanonizer` gives the residual ``out += residual`` of torchvision's video
-  ``BasicBlock`` / ``Bottleneck`` (r3d_18, mc3_18, r2plus1d_18) and of
-  :class:`captum_video.models.BasicBlock` an explicit Captum ``Addition_Module``, so
-  hook-based LRP (Captum's, Zennit's) can split relevance at the sum instead of copying it to
-  both branches (which doubles relevance at every block).
+* :class:`ResidualAddCanonizer` gives the residual ``out += residual`` of every residual
+  block the architecture registry knows (torchvision's video ``BasicBlock`` / ``Bottleneck``
+  in r3d_18, mc3_18, r2plus1d_18, and :class:`captum_video.models.BasicBlock`) an explicit
+  Captum ``Addition_Module``, so hook-based LRP (Captum's, Zennit's) can split relevance at
+  the sum instead of copying it to both branches (which doubles relevance at every block).
 * :class:`NoInplaceReLU` switches ``inplace`` off on ReLUs (Captum's module backward hooks
   reject in-place outputs).
 
@@ -22,15 +22,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import types
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, cast
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import cast
 
 import torch
 from captum.attr._utils.custom_modules import Addition_Module
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from captum_video.registry import ResidualForward, residual_block_forwards
 
 __all__ = [
     "Canonizer",
@@ -161,45 +162,19 @@ class MergeBatchNorm(Canonizer):
         bn.eps = 0.0
 
 
-def _basic_block_forward(self: Any, x: Tensor) -> Tensor:
-    residual = x if self.downsample is None else self.downsample(x)
-    out = self.conv2(self.conv1(x))
-    return self.relu(getattr(self, _ADD_NAME)(out, residual))
-
-
-def _bottleneck_forward(self: Any, x: Tensor) -> Tensor:
-    residual = x if self.downsample is None else self.downsample(x)
-    out = self.conv3(self.conv2(self.conv1(x)))
-    return self.relu(getattr(self, _ADD_NAME)(out, residual))
-
-
-def _known_blocks() -> dict[type, Callable[[nn.Module, Tensor], Tensor]]:
-    from captum_video.models import BasicBlock as SmallBasicBlock
-
-    blocks: dict[type, Callable[[nn.Module, Tensor], Tensor]] = {
-        SmallBasicBlock: _basic_block_forward
-    }
-    try:
-        from torchvision.models.video import resnet as tv_resnet
-    except Exception:  # noqa: BLE001 - torchvision is optional
-        return blocks
-    blocks[tv_resnet.BasicBlock] = _basic_block_forward
-    blocks[tv_resnet.Bottleneck] = _bottleneck_forward
-    return blocks
-
-
 class ResidualAddCanonizer(Canonizer):
-    r"""Route the residual sum of video ResNet blocks through an explicit ``Addition_Module``.
+    r"""Route the residual sum of residual blocks through an explicit ``Addition_Module``.
 
-    The block's ``forward`` is replaced (on the instance, not the class) by one that computes
-    the same function with ``self.lrp_residual_add(out, residual)`` in place of the in-place
-    ``out += residual``; on exit the instance attribute and the module are removed again.
+    The block's ``forward`` is replaced (on the instance, not the class) by the block's
+    explicit-sum forward from the architecture registry
+    (:func:`~captum_video.registry.residual_block_forwards`), called with
+    ``self.lrp_residual_add`` as the sum instead of the in-place ``out += residual``; on exit
+    the instance attribute and the module are removed again.
 
     Args:
-        block_types (dict, optional): extra ``{block class: forward(self, x)}`` entries for
-            other residual blocks; the forward must call ``getattr(self, "lrp_residual_add")``.
-            Default: torchvision's video ``BasicBlock`` / ``Bottleneck`` and
-            :class:`captum_video.models.BasicBlock`.
+        block_types (dict, optional): extra ``{block class: forward(block, x, add)}`` entries
+            for residual blocks the registry does not know (register a model family to make
+            them permanent). Default: None
 
     Returns:
         A canonizer.
@@ -215,20 +190,20 @@ class ResidualAddCanonizer(Canonizer):
         False
     """
 
-    def __init__(
-        self, block_types: dict[type, Callable[[nn.Module, Tensor], Tensor]] | None = None
-    ) -> None:
+    def __init__(self, block_types: Mapping[type, ResidualForward] | None = None) -> None:
         self.block_types = dict(block_types or {})
 
     def apply(self, model: nn.Module, undo: Undo) -> None:
-        table = {**_known_blocks(), **self.block_types}
+        table = {**residual_block_forwards(), **self.block_types}
         for module in list(model.modules()):
             forward = table.get(type(module))
             if forward is None or _ADD_NAME in module._modules:
                 continue
-            module.add_module(_ADD_NAME, Addition_Module())
+            add = Addition_Module()
+            module.add_module(_ADD_NAME, add)
             undo.append(functools.partial(module._modules.pop, _ADD_NAME))
-            object.__setattr__(module, "forward", types.MethodType(forward, module))
+            explicit = functools.partial(forward, module, add=add)
+            object.__setattr__(module, "forward", explicit)
             undo.append(functools.partial(object.__delattr__, module, "forward"))
 
 

@@ -42,8 +42,8 @@ from captum_video.attr._lrp.rules import (
     WinnerTakeAllRule,
     ZBRule,
     ZPlusRule,
-    bounds_from_normalization,
 )
+from captum_video.registry import bounds_from_normalization, normalization_of
 
 __all__ = ["DeepTaylor3D", "Composite", "COMPOSITES"]
 
@@ -119,18 +119,6 @@ COMPOSITES: dict[str, Composite] = {
 }
 
 
-def _default_preset(model: nn.Module) -> str:
-    """The normalisation preset a known architecture expects (inputs in [0, 1] otherwise)."""
-    name = type(model).__name__
-    if name in ("VideoResNet", "S3D"):
-        return "kinetics"
-    if name == "MViT":
-        return "mvit"
-    if name == "SwinTransformer3d":
-        return "swin3d"
-    return "none"
-
-
 class _Call:
     """Per-call bookkeeping: which rule each module got, the z^B leaves and their input."""
 
@@ -185,9 +173,10 @@ class DeepTaylor3D(LRP):
     Args:
         model (nn.Module): a classifier taking ``(N, C, T, H, W)`` clips; use it in eval mode.
         first_layer_bounds (optional): input bounds for the z^B rule: ``None`` derives them
-            from the model's normalisation (torchvision video ResNets/S3D: Kinetics; MViT,
-            Swin3D: their presets; other models: ``[0, 1]``), a preset name of
-            :data:`captum_video.io.NORMALIZATION_PRESETS` (``"kinetics"``, ``"none"``, ...), or
+            from the normalisation the architecture registry knows for the model
+            (torchvision video ResNets/S3D: Kinetics; MViT, Swin3D: their presets; unknown
+            models: ``[0, 1]``), a preset name of
+            :data:`captum_video.registry.NORMALIZATION_PRESETS` (``"kinetics"``, ``"none"``), or
             ``(low, high)`` with floats or per-channel sequences/tensors
             (see :func:`bounds_from_normalization`). Default: None
         composite (str or Composite, optional): ``"zplus-zb"`` (winner-take-all max pooling),
@@ -238,15 +227,7 @@ class DeepTaylor3D(LRP):
     @staticmethod
     def _resolve_bounds(model: nn.Module, bounds: Any) -> tuple[Tensor, Tensor]:
         if bounds is None or isinstance(bounds, str):
-            from captum_video.io import NORMALIZATION_PRESETS
-
-            preset = _default_preset(model) if bounds is None else bounds
-            if preset not in NORMALIZATION_PRESETS:
-                raise ValueError(
-                    f"unknown normalisation preset {preset!r}; choose one of "
-                    f"{sorted(NORMALIZATION_PRESETS)} or pass (low, high)"
-                )
-            return bounds_from_normalization(*NORMALIZATION_PRESETS[preset])
+            return bounds_from_normalization(normalization_of(model) if bounds is None else bounds)
         if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
             raise TypeError(
                 "first_layer_bounds must be None, a preset name or a (low, high) pair, got "

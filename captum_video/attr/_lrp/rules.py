@@ -39,7 +39,6 @@ __all__ = [
     "WinnerTakeAllRule",
     "PassRule",
     "stabilize",
-    "bounds_from_normalization",
 ]
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -64,42 +63,6 @@ def stabilize(z: Tensor, epsilon: float = 1e-6) -> Tensor:
         tensor([ 0.5000, -2.5000])
     """
     return torch.where(z < 0, z - epsilon, z + epsilon)
-
-
-def bounds_from_normalization(
-    mean: Sequence[float] | Tensor,
-    std: Sequence[float] | Tensor,
-    value_range: tuple[float, float] = (0.0, 1.0),
-) -> tuple[Tensor, Tensor]:
-    """Per-channel bounds of normalised inputs, for the z^B rule of the first layer.
-
-    A pixel in ``value_range`` normalised with ``(x - mean_c) / std_c`` lies in
-    ``[(lo - mean_c) / std_c, (hi - mean_c) / std_c]``.
-
-    Args:
-        mean (sequence of float or Tensor): per-channel mean of the normalisation.
-        std (sequence of float or Tensor): per-channel standard deviation.
-        value_range (tuple of float, optional): range of raw pixels. Default: ``(0.0, 1.0)``
-
-    Returns:
-        tuple of Tensor: ``(low, high)``, each of shape ``(C,)``.
-
-    Example::
-
-        >>> low, high = bounds_from_normalization([0.5], [0.25])
-        >>> low.tolist(), high.tolist()
-        ([-2.0], [2.0])
-    """
-    m = torch.as_tensor(mean, dtype=torch.float32).flatten()
-    s = torch.as_tensor(std, dtype=torch.float32).flatten()
-    if m.shape != s.shape:
-        raise ValueError(f"mean and std need the same length, got {m.numel()} and {s.numel()}")
-    if bool((s <= 0).any()):
-        raise ValueError(f"std must be positive, got {s.tolist()}")
-    lo, hi = value_range
-    if not lo < hi:
-        raise ValueError(f"value_range must be (low, high) with low < high, got {value_range}")
-    return (lo - m) / s, (hi - m) / s
 
 
 class _SwapGradient(torch.autograd.Function):
@@ -282,7 +245,7 @@ class ZBRule(VideoLRPRule):
     ``z_j = sum_i x_i w_ij - l_i w+_ij - h_i w-_ij`` and
     ``R_i = x_i (W s)_i - l_i (W+ s)_i - h_i (W- s)_i`` with ``s = R / z``, for inputs known to
     lie in ``[l, h]`` (per channel). Biases are ignored, so relevance is conserved. Use
-    :func:`bounds_from_normalization` for normalised inputs.
+    :func:`~captum_video.registry.bounds_from_normalization` for normalised inputs.
 
     As a modified gradient the ``l`` and ``h`` terms come out as the gradients of two extra leaf
     tensors (:attr:`bound_leaves`, set by the last :meth:`modified_output` call); the relevance
@@ -299,6 +262,7 @@ class ZBRule(VideoLRPRule):
 
     Example::
 
+        >>> from captum_video.registry import bounds_from_normalization
         >>> rule = ZBRule(*bounds_from_normalization([0.45] * 3, [0.225] * 3))
         >>> rule.low.shape
         torch.Size([3])

@@ -2,7 +2,7 @@ r"""A self-contained HTML report of an explained data set, for two kinds of read
 
 The seed framework (survey 002, section 5) asks that explanations fit their reader: an analyst
 wants a plain statement of what the model used, a developer wants curves and tables.
-:func:`write_report` turns the output folder of :func:`captum_video.batch.explain_dataset`
+:func:`write_report` turns the output folder of :func:`captum_video.pipeline.explain_dataset`
 into one HTML file with
 
 - *In plain words*: how often the model was right, whether motion or appearance drove its
@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from captum_video.shards import atomic_write, load_manifests, load_records
+from captum_video.pipeline.store import atomic_write, load_manifests, load_records
 
 __all__ = ["write_report", "render_report"]
 

@@ -1,22 +1,7 @@
-r"""Temporal perturbations of clips: frozen, shuffled, reversed, stuttered and blurred videos.
-
-Every operator maps a batch of clips ``(N, C, T, H, W)`` to a tensor of the same shape, dtype
-and device, with plain batched tensor ops (no Python loop over frames), so each one can be
-used directly as a Captum baseline, e.g. Integrated Gradients from a frozen clip attributes
-only what motion adds (spec, methods.md section 6.1)::
-
-    >>> ig = IntegratedGradients(model)
-    >>> motion_only = ig.attribute(clip, baselines=freeze(clip), target=label)
-
-The operators that take a mask (:func:`freeze_soft`, :func:`reverse_masked`) are
-differentiable in the mask, which is what :class:`captum_video.attr.TemporalMask` optimises.
-Random operators take a ``generator`` so results repeat.
-"""
+"""Clip-level temporal perturbations: frozen, shuffled, reversed and stuttered clips."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -32,12 +17,7 @@ __all__ = [
     "reverse",
     "reverse_masked",
     "subsample",
-    "temporal_blur",
-    "spatial_blur",
     "mean_frame",
-    "occlude_window",
-    "PERTURBATIONS",
-    "get_perturbation",
 ]
 
 
@@ -268,70 +248,6 @@ def subsample(x: Tensor, rate: int) -> Tensor:
     return x.index_select(2, index)
 
 
-def _gaussian_matrix(size: int, sigma: float, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """``(size, size)`` matrix of a normalised 1-D Gaussian filter with replicated borders."""
-    radius = max(1, math.ceil(3 * sigma))
-    offsets = torch.arange(-radius, radius + 1, device=device)
-    kernel = torch.exp(-0.5 * (offsets.to(dtype) / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    rows = torch.arange(size, device=device).view(size, 1).expand(size, offsets.numel())
-    cols = (rows + offsets.view(1, -1)).clamp(0, size - 1)  # replicate padding
-    matrix = torch.zeros(size, size, device=device, dtype=dtype)
-    return matrix.index_put_((rows, cols), kernel.expand_as(rows).contiguous(), accumulate=True)
-
-
-def temporal_blur(x: Tensor, sigma: float) -> Tensor:
-    r"""Gaussian blur along time only (replicated borders): motion is smeared, frames are not.
-
-    Args:
-        x (Tensor): clips ``(N, C, T, H, W)``.
-        sigma (float): standard deviation in frames; ``0`` returns a copy of ``x``.
-
-    Returns:
-        Tensor: ``(N, C, T, H, W)``.
-
-    Example::
-
-        >>> clip = torch.rand(1, 3, 8, 16, 16)
-        >>> temporal_blur(clip, 1.0).shape
-        torch.Size([1, 3, 8, 16, 16])
-    """
-    _check(x)
-    if sigma < 0:
-        raise ValueError(f"sigma must be >= 0, got {sigma}")
-    if sigma == 0:
-        return x.clone()
-    g = _gaussian_matrix(x.shape[2], float(sigma), x.device, x.dtype)
-    return torch.einsum("ts,ncshw->ncthw", g, x)
-
-
-def spatial_blur(x: Tensor, sigma: float | None = None) -> Tensor:
-    r"""Gaussian blur of every frame in ``(H, W)`` (replicated borders); time is untouched.
-
-    Args:
-        x (Tensor): clips ``(N, C, T, H, W)``.
-        sigma (float, optional): standard deviation in pixels. Default: ``0.1 * min(H, W)``
-
-    Returns:
-        Tensor: ``(N, C, T, H, W)``.
-
-    Example::
-
-        >>> spatial_blur(torch.rand(1, 3, 4, 16, 16), 2.0).shape
-        torch.Size([1, 3, 4, 16, 16])
-    """
-    _check(x)
-    h, w = x.shape[3], x.shape[4]
-    sigma = 0.1 * min(h, w) if sigma is None else float(sigma)
-    if sigma < 0:
-        raise ValueError(f"sigma must be >= 0, got {sigma}")
-    if sigma == 0:
-        return x.clone()
-    gh = _gaussian_matrix(h, sigma, x.device, x.dtype)
-    gw = _gaussian_matrix(w, sigma, x.device, x.dtype)
-    return torch.einsum("yh,nctho,xo->nctyx", gh, x, gw)
-
-
 def mean_frame(x: Tensor) -> Tensor:
     r"""Every frame replaced by the clip's temporal mean frame (static appearance, no motion).
 
@@ -349,117 +265,3 @@ def mean_frame(x: Tensor) -> Tensor:
     """
     _check(x)
     return x.mean(2, keepdim=True).expand_as(x).contiguous()
-
-
-def _fill_frames(x: Tensor, start: Tensor, stop: Tensor, fill: str, sigma: float | None) -> Tensor:
-    """The values that :func:`occlude_window` writes into the window, as an ``x``-like tensor."""
-    t = x.shape[2]
-    if fill == "zero":
-        return torch.zeros_like(x)
-    if fill == "mean":
-        return mean_frame(x)
-    if fill == "blur":
-        return spatial_blur(x, sigma)
-    before = (start - 1).clamp_min(0)
-    after = stop.clamp_max(t - 1)
-    if fill == "freeze":
-        # The last frame before the window, or the first after it when the window opens the clip.
-        source = torch.where(start > 0, before, after)
-        return _gather_frames(x, source.view(-1, 1).expand(-1, t))
-    if fill == "interpolate":
-        has_before, has_after = start > 0, stop < t
-        left = torch.where(has_before, before, after)
-        right = torch.where(has_after, after, before)
-        pos = torch.arange(t, device=x.device).view(1, t)
-        alpha = ((pos - left.view(-1, 1)) / (right - left).clamp_min(1).view(-1, 1)).clamp(0, 1)
-        a = _gather_frames(x, left.view(-1, 1).expand(-1, t))
-        b = _gather_frames(x, right.view(-1, 1).expand(-1, t))
-        alpha = alpha.to(x.dtype).view(x.shape[0], 1, t, 1, 1)
-        return (1 - alpha) * a + alpha * b
-    raise ValueError(
-        "fill must be 'zero', 'mean', 'blur', 'freeze', 'interpolate', a number or a tensor, "
-        f"got {fill!r}"
-    )
-
-
-def occlude_window(
-    x: Tensor,
-    start: int | Tensor,
-    length: int,
-    fill: str | float | Tensor = "freeze",
-    sigma: float | None = None,
-) -> Tensor:
-    r"""Replace frames ``start .. start + length - 1`` (clipped at ``T``) by a fill.
-
-    Fills: ``"zero"``; ``"mean"`` (the clip's temporal mean frame); ``"blur"`` (the same
-    frames blurred spatially, :func:`spatial_blur`); ``"freeze"`` (the last frame before the
-    window, or the first after it when the window starts at 0); ``"interpolate"`` (a linear
-    blend between the frames on either side of the window); a number; or a tensor that
-    broadcasts to ``x`` (e.g. a dataset mean).
-
-    Args:
-        x (Tensor): clips ``(N, C, T, H, W)``.
-        start (int or Tensor): first occluded frame, one for all clips or ``(N,)`` per clip.
-        length (int): window length in frames, ``>= 1``.
-        fill (str, float or Tensor, optional): what to put in the window. Default: ``"freeze"``
-        sigma (float, optional): blur width in pixels for ``fill="blur"``. Default: None
-
-    Returns:
-        Tensor: ``(N, C, T, H, W)``.
-
-    Example::
-
-        >>> clip = torch.arange(6.0).view(1, 1, 6, 1, 1)
-        >>> occlude_window(clip, 2, 2, fill="freeze").flatten()
-        tensor([0., 1., 1., 1., 4., 5.])
-    """
-    _check(x)
-    n, t = x.shape[0], x.shape[2]
-    if not isinstance(length, int) or length < 1:
-        raise ValueError(f"length must be a positive int, got {length!r}")
-    start_t = torch.as_tensor(start, device=x.device).long().flatten().expand(n)
-    if bool(((start_t < 0) | (start_t >= t)).any()):
-        raise ValueError(f"start must be in [0, {t}) for a clip of {t} frames, got {start}")
-    stop_t = (start_t + length).clamp_max(t)
-    if fill == "freeze" and bool(((start_t == 0) & (stop_t == t)).any()):
-        raise ValueError("fill='freeze' needs an unoccluded frame, but the window covers the clip")
-    pos = torch.arange(t, device=x.device).view(1, t)
-    inside = ((pos >= start_t.view(-1, 1)) & (pos < stop_t.view(-1, 1))).view(n, 1, t, 1, 1)
-    if isinstance(fill, str):
-        values = _fill_frames(x, start_t, stop_t, fill, sigma)
-    else:
-        values = torch.as_tensor(fill, device=x.device, dtype=x.dtype)
-    return torch.where(inside, values, x)
-
-
-#: Named clip-level perturbations (each ``x -> x'``), used by ``temporal_sensitivity``.
-PERTURBATIONS: dict[str, Callable[..., Tensor]] = {
-    "freeze": freeze,
-    "shuffle": shuffle,
-    "reverse": reverse,
-    "mean": mean_frame,
-    "jumble": jumble,
-    "subsample": subsample,
-    "temporal_blur": temporal_blur,
-}
-
-
-def get_perturbation(op: str | Callable[..., Tensor]) -> Callable[..., Tensor]:
-    r"""Look up a perturbation by name in :data:`PERTURBATIONS` (callables pass through).
-
-    Args:
-        op (str or callable): a name such as ``"freeze"`` or a function ``x -> x'``.
-
-    Returns:
-        callable: the operator.
-
-    Example::
-
-        >>> get_perturbation("reverse") is reverse
-        True
-    """
-    if callable(op):
-        return op
-    if op not in PERTURBATIONS:
-        raise ValueError(f"unknown perturbation {op!r}; choose from {sorted(PERTURBATIONS)}")
-    return PERTURBATIONS[op]

@@ -1,4 +1,4 @@
-r"""The on-disk format of :func:`captum_video.batch.explain_dataset`: shards, atomically written.
+r"""The on-disk format of :func:`captum_video.pipeline.explain_dataset`: shards, atomically written.
 
 A run's ``out_dir`` holds ``run.json`` (the configuration) and ``shards/``. Shard ``k`` holds
 the clips ``k * shard_size .. (k + 1) * shard_size - 1`` in two files:
@@ -23,6 +23,7 @@ import os
 import shutil
 import zipfile
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ __all__ = [
     "shard_range",
     "atomic_write",
     "clear_merged",
+    "ShardWriter",
 ]
 
 #: Bumped when the layout of shards or records changes.
@@ -265,3 +267,33 @@ def load_attribution(out_dir: str | os.PathLike, index: int, method: str) -> Ten
     with np.load(path) as data:
         position = int(np.flatnonzero(data["index"] == index)[0])
         return torch.from_numpy(data[f"attr_{method}"][position].astype(np.float32))
+
+
+class ShardWriter:
+    """Writes finished shards on a background thread while the next batches are computed.
+
+    Compressing float relevance is slow (zlib manages about 20 MB/s) but releases the GIL, so
+    one writer thread hides it behind the model. At most ``max_pending`` shards wait (memory
+    stays bounded); leaving the block waits for all of them, also when the loop was
+    interrupted, so every shard completed before an interruption is on disk.
+    """
+
+    def __init__(self, max_pending: int = 2) -> None:
+        self.max_pending = max_pending
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="captum-video-shards")
+        self.futures: list[Future] = []
+
+    def submit(self, *args: Any, **kwargs: Any) -> None:
+        self.futures.append(self.pool.submit(write_shard, *args, **kwargs))
+        while len(self.futures) > self.max_pending:
+            self.futures.pop(0).result()  # re-raises a failed write here
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            for future in self.futures:
+                future.result()
+        finally:
+            self.pool.shutdown(wait=True)

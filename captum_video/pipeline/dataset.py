@@ -1,5 +1,11 @@
 r"""Explain a whole data set: batched, sharded, resumable, on one device or many.
 
+The pipeline has three layers, each importing only those below it: running
+(:mod:`~captum_video.pipeline.run`: batches and per-clip metrics), storing
+(:mod:`~captum_video.pipeline.store`: shards and their writer thread) and publishing
+(:mod:`~captum_video.pipeline.publish`: merge, exported clips, TensorBoard, report); this
+module runs them in order.
+
 :func:`explain_dataset` streams clips through one or more attribution methods in batches on the
 model's device, computes per-clip metrics, and writes everything to *shards* in ``out_dir``::
 
@@ -9,12 +15,13 @@ model's device, computes per-clip metrics, and writes everything to *shards* in 
       shards/shard-00000.json     per-clip metrics + a manifest (run id, rank, time)
       summary.json                data-set summary merged from all shards (rank 0)
       clips.csv                   one row of metrics per clip
-      report.html                 self-contained report (:mod:`captum_video.report`)
+      report.html                 self-contained report (:mod:`captum_video.pipeline.report`)
       tensorboard/                add_relevance_clip logs of a few highlighted clips
       clips/                      the highlighted clips as videos (original | overlay)
 
 Shard ``k`` holds the clips ``k * shard_size .. (k + 1) * shard_size - 1``; the format and its
-atomic writes are :mod:`captum_video.shards`, the summaries :mod:`captum_video.summary`. A
+atomic writes are :mod:`captum_video.pipeline.store`, the summaries
+:mod:`captum_video.pipeline.summary`. A
 rerun with the same ``out_dir`` skips done shards, so an interrupted run resumes where it
 stopped and only the clips of unfinished shards are computed again. Under ``torchrun`` every
 rank takes its own shards (``DistributedSampler`` over the shards still to do) and rank 0
@@ -32,53 +39,36 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
-import time
 import uuid
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
-from tqdm.auto import tqdm
 
 from captum_video._distributed import broadcast, init_distributed, my_shards, raise_anywhere
 from captum_video._validation import module_device
-from captum_video.attr import reduce_channels, selective_relevance
-from captum_video.baselines import freeze, shuffle
 from captum_video.explainers import make_explainer
 from captum_video.io import normalize_video
-from captum_video.metrics import relevance_mass, spatial_bias, temporal_sensitivity
-from captum_video.shards import (
+from captum_video.pipeline.publish import merge
+from captum_video.pipeline.run import TEMPORAL_OPS, Explain, run_shards
+from captum_video.pipeline.store import (
     FORMAT_VERSION,
-    atomic_write,
-    clear_merged,
     load_attribution,
     load_records,
     prepare_out_dir,
-    shard_range,
-    write_shard,
 )
-from captum_video.summary import pick_highlights, summarize, write_table
 
 __all__ = ["explain_dataset", "DatasetExplanation", "TEMPORAL_OPS"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_FLOAT16_MAX = float(torch.finfo(torch.float16).max)
-#: Temporal perturbations measured once per clip (names as in temporal_sensitivity).
-TEMPORAL_OPS = ("freeze", "shuffle")
-
-Explain = Callable[[Tensor, Tensor], Tensor]
 
 
 @dataclass
@@ -268,7 +258,7 @@ def explain_dataset(
         computed = 0
         try:
             with _eval_mode(model):
-                computed = _run_shards(
+                computed = run_shards(
                     model,
                     dataset,
                     explainers,
@@ -291,7 +281,7 @@ def explain_dataset(
         report_path = None
         try:
             if rank == 0:
-                files, report_path = _merge(
+                files, report_path = merge(
                     out, config, dataset, highlights, clip_format, fps, tensorboard, report
                 )
         except Exception as err:
@@ -418,408 +408,3 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
             module.training = mode
 
 
-class _Indexed(Dataset):
-    """``(index, item)`` of selected indices of a data set."""
-
-    def __init__(self, dataset: Dataset, indices: Sequence[int]) -> None:
-        self.dataset, self.indices = dataset, list(indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> tuple[int, Any]:
-        index = self.indices[i]
-        return index, self.dataset[index]
-
-
-def _split_item(item: Any, index: int) -> tuple[Tensor, int | None, Tensor | None]:
-    """``(clip, label, mask)`` from the item formats explain_dataset accepts."""
-    label = mask = None
-    if isinstance(item, Tensor):
-        clip = item
-    elif isinstance(item, Mapping):
-        clip = item.get("video", item.get("clip"))
-        label, mask = item.get("label"), item.get("mask")
-    elif isinstance(item, (tuple, list)) and item:
-        clip = item[0]
-        label = item[1] if len(item) > 1 else None
-        mask = item[2] if len(item) > 2 else None
-    else:
-        clip = item
-    if not isinstance(clip, Tensor) or clip.dim() != 4 or not clip.is_floating_point():
-        raise ValueError(
-            f"item {index} must hold a float clip (C, T, H, W); got "
-            f"{tuple(clip.shape) if isinstance(clip, Tensor) else type(clip).__name__}"
-        )
-    if isinstance(label, Tensor):
-        label = int(label.item())
-    if isinstance(mask, Tensor) and mask.dim() == 4 and mask.shape[0] == 1:
-        mask = mask[0]
-    if mask is not None and (not isinstance(mask, Tensor) or mask.shape != clip.shape[1:]):
-        raise ValueError(
-            f"item {index}: the mask must be (T, H, W) = {tuple(clip.shape[1:])}, got "
-            f"{tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__}"
-        )
-    return clip, (None if label is None else int(label)), mask
-
-
-def _collate(batch: list[tuple[int, Any]]) -> dict[str, Any]:
-    parts = [_split_item(item, index) for index, item in batch]
-    labels = [p[1] for p in parts]
-    masks = [p[2] for p in parts if p[2] is not None]
-    return {
-        "index": [index for index, _ in batch],
-        "clips": torch.stack([p[0] for p in parts]),
-        "labels": None if any(v is None for v in labels) else torch.tensor(labels),
-        "masks": torch.stack(masks).bool() if len(masks) == len(parts) else None,
-    }
-
-
-def _clip_name(dataset: Dataset, index: int) -> str:
-    namer = getattr(dataset, "clip_name", None)
-    return str(namer(index)) if callable(namer) else f"clip {index}"
-
-
-def _run_shards(
-    model: nn.Module,
-    dataset: Dataset,
-    explainers: Mapping[str, Explain],
-    prepare: Callable[[Tensor], Tensor],
-    config: Mapping[str, Any],
-    shards: Sequence[int],
-    out: Path,
-    device: torch.device,
-    batch_size: int,
-    num_workers: int,
-    run_id: str,
-    rank: int,
-    world: int,
-    progress: bool,
-) -> int:
-    """Explain the clips of ``shards`` and write each shard as soon as it is complete."""
-    owner = {i: k for k in shards for i in shard_range(config, k)}
-    loader = DataLoader(
-        _Indexed(dataset, list(owner)),
-        batch_size=batch_size,
-        num_workers=num_workers,
-        collate_fn=_collate,
-        pin_memory=device.type == "cuda",
-    )
-    pending: dict[int, list[dict[str, Any]]] = {k: [] for k in shards}
-    started = {k: 0.0 for k in shards}
-    computed = 0
-    bar = tqdm(
-        total=len(owner),
-        unit="clip",
-        desc=f"explain (rank {rank}/{world})" if world > 1 else "explain",
-        disable=not progress,
-        position=rank if world > 1 else None,
-        dynamic_ncols=True,
-    )
-    with bar, _ShardWriter() as writer:
-        for batch in loader:
-            tic = time.perf_counter()
-            results = _explain_batch(model, batch, explainers, prepare, config, device, dataset)
-            seconds = (time.perf_counter() - tic) / len(results)
-            for result in results:
-                shard = owner[result["record"]["index"]]
-                pending[shard].append(result)
-                started[shard] += seconds
-                clips = shard_range(config, shard)
-                if len(pending[shard]) == len(clips):
-                    manifest = {
-                        "shard": shard,
-                        "clips": [clips.start, clips.stop],
-                        "run_id": run_id,
-                        "rank": rank,
-                        "world_size": world,
-                        "device": str(device),
-                        "seconds": started[shard],
-                        "finished": time.time(),
-                    }
-                    done = sorted(pending.pop(shard), key=lambda r: r["record"]["index"])
-                    writer.submit(
-                        out,
-                        shard,
-                        [r["record"] for r in done],
-                        {m: np.stack([r["attr"][m] for r in done]) for m in explainers},
-                        manifest,
-                        float16=config["float16"],
-                    )
-            computed += len(results)
-            bar.update(len(results))
-    return computed
-
-
-class _ShardWriter:
-    """Writes finished shards on a background thread while the next batches are computed.
-
-    Compressing float relevance is slow (zlib manages about 20 MB/s) but releases the GIL, so
-    one writer thread hides it behind the model. At most ``max_pending`` shards wait (memory
-    stays bounded); leaving the block waits for all of them, also when the loop was
-    interrupted, so every shard completed before an interruption is on disk.
-    """
-
-    def __init__(self, max_pending: int = 2) -> None:
-        self.max_pending = max_pending
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="captum-video-shards")
-        self.futures: list[Future] = []
-
-    def submit(self, *args: Any, **kwargs: Any) -> None:
-        self.futures.append(self.pool.submit(write_shard, *args, **kwargs))
-        while len(self.futures) > self.max_pending:
-            self.futures.pop(0).result()  # re-raises a failed write here
-
-    def __enter__(self) -> _ShardWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            for future in self.futures:
-                future.result()
-        finally:
-            self.pool.shutdown(wait=True)
-
-
-def _explain_batch(
-    model: nn.Module,
-    batch: Mapping[str, Any],
-    explainers: Mapping[str, Explain],
-    prepare: Callable[[Tensor], Tensor],
-    config: Mapping[str, Any],
-    device: torch.device,
-    dataset: Dataset,
-) -> list[dict[str, Any]]:
-    """Attributions and metrics of one batch, as per-clip ``{"record", "attr"}`` dicts."""
-    indices: list[int] = batch["index"]
-    clips = batch["clips"].to(device, non_blocking=True)
-    labels = batch["labels"]
-    masks = batch["masks"].to(device) if batch["masks"] is not None else None
-    x = prepare(clips)
-    with torch.no_grad():
-        logits = model(x)
-    if not isinstance(logits, Tensor) or logits.dim() != 2 or logits.shape[0] != len(indices):
-        raise ValueError(
-            f"the model must return (N, K) scores, got "
-            f"{tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__}"
-        )
-    probs = logits.float().softmax(1)
-    prob, pred = probs.max(1)
-    target = _targets(config["target"], pred, labels, probs.shape[1])
-    target_prob = probs.gather(1, target[:, None])[:, 0]
-    top_probs, top_classes = probs.topk(min(5, probs.shape[1]), dim=1)
-
-    drops: dict[str, Tensor] = {}
-    if config["temporal_ops"]:
-        ops = {name: _temporal_op(name, indices, config["seed"]) for name in config["temporal_ops"]}
-
-        def forward(inputs: Tensor) -> Tensor:
-            # temporal_sensitivity first scores x itself: reuse the logits computed above.
-            return logits if inputs is x else model(inputs)
-
-        drops = temporal_sensitivity(forward, x, target, ops=ops)
-
-    attrs: dict[str, Tensor] = {}
-    per_method: dict[str, dict[str, Tensor]] = {}
-    for name, explain in explainers.items():
-        relevance = explain(x, target).detach()
-        expected = (x.shape[0], *x.shape[2:])
-        if relevance.dim() != 5 or (relevance.shape[0], *relevance.shape[2:]) != expected:
-            raise ValueError(
-                f"method {name!r} returned {tuple(relevance.shape)}; expected (N, C, T, H, W) "
-                f"with (N, T, H, W) of the clips, {expected}"
-            )
-        if relevance.shape[1] != 1:
-            relevance = reduce_channels(relevance, "sum")
-        relevance = relevance.float()
-        frame_mass = relevance.abs().sum(dim=(1, 3, 4))  # (N, T)
-        metrics = {"curve": frame_mass / frame_mass.sum(1, keepdim=True)}  # 0/0 -> NaN
-        if config["selective_sigma"] is not None:
-            selected, _, _ = selective_relevance(relevance, sigma=config["selective_sigma"])
-            metrics["spatial_bias"] = spatial_bias(relevance, selected)
-        if masks is not None:
-            metrics["relevance_mass"] = relevance_mass(relevance, masks)
-        per_method[name] = {k: v.cpu() for k, v in metrics.items()}
-        attrs[name] = relevance.cpu()
-
-    results = []
-    for j, index in enumerate(indices):
-        record: dict[str, Any] = {
-            "index": index,
-            "name": _clip_name(dataset, index),
-            "label": None if labels is None else int(labels[j]),
-            "target": int(target[j]),
-            "prediction": int(pred[j]),
-            "probability": float(prob[j]),
-            "target_probability": float(target_prob[j]),
-            "top5": [[int(c), float(p)] for c, p in zip(top_classes[j], top_probs[j], strict=True)],
-            "temporal_sensitivity": {k: float(v[j]) for k, v in drops.items()},
-            "methods": {
-                name: {
-                    "curve": [float(v) for v in m["curve"][j]],
-                    "spatial_bias": float(m["spatial_bias"][j]) if "spatial_bias" in m else None,
-                    "relevance_mass": float(m["relevance_mass"][j])
-                    if "relevance_mass" in m
-                    else None,
-                }
-                for name, m in per_method.items()
-            },
-        }
-        attr = {name: _storable(a[j], config["float16"], name) for name, a in attrs.items()}
-        results.append({"record": record, "attr": attr})
-    return results
-
-
-def _targets(mode: str | int, pred: Tensor, labels: Tensor | None, num_classes: int) -> Tensor:
-    if mode == "prediction":
-        return pred
-    if mode == "label":
-        if labels is None:
-            raise ValueError("target='label' needs a data set that gives labels")
-        target = labels.to(pred.device)
-    else:
-        target = torch.full_like(pred, int(mode))
-    if bool(((target < 0) | (target >= num_classes)).any()):
-        raise ValueError(f"targets must be in [0, {num_classes}), got {target.tolist()}")
-    return target
-
-
-def _temporal_op(name: str, indices: Sequence[int], seed: int) -> Callable[[Tensor], Tensor]:
-    """The perturbation ``name`` with randomness tied to each clip's index, not its batch."""
-    if name == "freeze":
-        return freeze
-
-    def per_clip_shuffle(x: Tensor) -> Tensor:
-        generators = [torch.Generator().manual_seed(seed * 1_000_003 + i) for i in indices]
-        return torch.cat([shuffle(x[j : j + 1], g) for j, g in enumerate(generators)])
-
-    return per_clip_shuffle
-
-
-def _storable(relevance: Tensor, float16: bool, name: str) -> np.ndarray:
-    array = relevance.numpy()
-    if float16 and np.abs(array).max(initial=0.0) > _FLOAT16_MAX:
-        warnings.warn(
-            f"{name}: relevance beyond the float16 range was clipped to +-{_FLOAT16_MAX:g}",
-            stacklevel=3,
-        )
-        array = np.clip(array, -_FLOAT16_MAX, _FLOAT16_MAX)
-    return array
-
-
-def _merge(
-    out: Path,
-    config: dict[str, Any],
-    dataset: Dataset,
-    highlights: int,
-    clip_format: str,
-    fps: float,
-    tensorboard: bool,
-    report: bool,
-) -> tuple[list[Path], Path | None]:
-    records = load_records(out)
-    if len(records) != config["num_clips"]:
-        raise RuntimeError(
-            f"only {len(records)} of {config['num_clips']} clips are in the shards of {out}"
-        )
-    summary = summarize(records, config)
-    clear_merged(out)
-    summary["highlights"] = pick_highlights(records, highlights)
-    summary["exports"] = _export_highlights(out, config, dataset, summary, clip_format, fps)
-    if tensorboard:
-        _log_tensorboard(out, config, dataset, records, summary, fps)
-        summary["tensorboard"] = "tensorboard"
-    atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
-    write_table(out / "clips.csv", records, config)
-    files = [out / "summary.json", out / "clips.csv"]
-    files += [out / p for paths in summary["exports"].values() for p in paths.values()]
-    report_path = None
-    if report:
-        from captum_video.report import write_report  # the report sits above this module
-
-        report_path = write_report(out)
-        files.append(report_path)
-    return files, report_path
-
-
-def _highlight_clips(
-    out: Path, config: Mapping, dataset: Dataset, summary: Mapping
-) -> Iterator[tuple[int, Tensor, dict[str, Tensor]]]:
-    for index in summary["highlights"]:
-        clip = _split_item(dataset[index], index)[0]
-        attrs = {name: load_attribution(out, index, name) for name in config["methods"]}
-        yield index, clip, attrs
-
-
-def _export_highlights(
-    out: Path,
-    config: Mapping,
-    dataset: Dataset,
-    summary: Mapping,
-    clip_format: str,
-    fps: float,
-) -> dict[str, dict[str, str]]:
-    """Write the highlighted clips as videos; ``index -> method -> path relative to out``."""
-    from captum_video.visualization import write_video  # visualisation sits above batch
-
-    exports: dict[str, dict[str, str]] = {}
-    for index, clip, attrs in _highlight_clips(out, config, dataset, summary):
-        scale = max(1, 128 // max(clip.shape[-2:]))
-        exports[str(index)] = {}
-        for name, attr in attrs.items():
-            path = out / "clips" / f"clip-{index:05d}-{name}{clip_format}"
-            try:
-                written = write_video(attr, path, fps=fps, video=clip.clamp(0, 1), scale=scale)
-            except RuntimeError:  # no VP8/VP9 encoder in this OpenCV build
-                written = write_video(
-                    attr, path.with_suffix(".gif"), fps=fps, video=clip.clamp(0, 1), scale=scale
-                )
-            exports[str(index)][name] = written.relative_to(out).as_posix()
-    return exports
-
-
-def _log_tensorboard(
-    out: Path,
-    config: Mapping,
-    dataset: Dataset,
-    records: Sequence[Mapping[str, Any]],
-    summary: Mapping,
-    fps: float,
-) -> None:
-    from torch.utils.tensorboard import SummaryWriter
-
-    from captum_video.tensorboard import add_relevance_clip
-
-    by_index = {r["index"]: r for r in records}
-    writer = SummaryWriter(str(out / "tensorboard"))
-    try:
-        for index, clip, attrs in _highlight_clips(out, config, dataset, summary):
-            record = by_index[index]
-            for name, attr in attrs.items():
-                facts = {"probability": record["probability"], "clip": record["name"]}
-                spatial = record["methods"][name]["spatial_bias"]
-                if spatial is not None and math.isfinite(spatial):
-                    facts["spatial_bias"] = spatial
-                add_relevance_clip(
-                    writer,
-                    f"{name}/clip{index:05d}",
-                    clip.clamp(0, 1),
-                    attr,
-                    0,
-                    target=record["target"],
-                    prediction=record["prediction"],
-                    method=name,
-                    fps=fps,
-                    extra=facts,
-                    class_names=config["class_names"],
-                )
-        overall = summary["overall"]
-        for op, value in overall["temporal_sensitivity"].items():
-            if value is not None:
-                writer.add_scalar(f"summary/temporal_sensitivity_{op}", value, 0)
-        for name, m in overall["methods"].items():
-            for key in ("spatial_bias", "relevance_mass"):
-                if m[key] is not None:
-                    writer.add_scalar(f"summary/{name}/{key}", m[key], 0)
-    finally:
-        writer.close()

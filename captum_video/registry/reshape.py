@@ -19,15 +19,16 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from captum_video.registry._family import reshape_for
+
 __all__ = [
     "RESHAPE_PRESETS",
     "ReshapeFn",
     "channels_first",
     "channels_last_to_channels_first",
+    "first_tensor",
     "mvit_tokens_to_volume",
-    "pick_reshape",
     "resolve_reshape",
-    "suggest_layer",
     "token_grid_to_volume",
 ]
 
@@ -35,13 +36,28 @@ __all__ = [
 ReshapeFn = Callable[[Any], Tensor]
 
 
-def _first_tensor(output: Any) -> Tensor:
+def first_tensor(output: Any, where: str = "output") -> Tensor:
+    """The tensor a layer returns, or the first element of the tuple it returns.
+
+    Args:
+        output (Tensor or tuple): a layer's output (or its input tuple).
+        where (str, optional): ``"output"`` or ``"input"``, for the error message.
+            Default: ``"output"``
+
+    Returns:
+        Tensor: the explained tensor.
+
+    Example::
+
+        >>> first_tensor((torch.ones(2), [4, 7, 7])).shape
+        torch.Size([2])
+    """
     if isinstance(output, Tensor):
         return output
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
         return output[0]
     raise TypeError(
-        "the layer's output must be a tensor or a tuple whose first element is a tensor, "
+        f"the layer's {where} must be a tensor or a tuple whose first element is a tensor, "
         f"got {type(output).__name__}"
     )
 
@@ -60,7 +76,7 @@ def channels_first(output: Any) -> Tensor:
         >>> channels_first(torch.rand(1, 8, 4, 7, 7)).shape
         torch.Size([1, 8, 4, 7, 7])
     """
-    return _first_tensor(output)
+    return first_tensor(output)
 
 
 def channels_last_to_channels_first(output: Any) -> Tensor:
@@ -80,7 +96,7 @@ def channels_last_to_channels_first(output: Any) -> Tensor:
         >>> channels_last_to_channels_first(torch.rand(1, 4, 7, 7, 96)).shape
         torch.Size([1, 96, 4, 7, 7])
     """
-    x = _first_tensor(output)
+    x = first_tensor(output)
     if x.dim() != 5:
         raise ValueError(
             "the 'swin3d' reshape expects a channels-last (N, T', H', W', K) layer output, got "
@@ -153,64 +169,13 @@ RESHAPE_PRESETS: dict[str, ReshapeFn] = {
 }
 
 
-def _owners(root: Any, layer: nn.Module) -> list[nn.Module]:
-    """Modules of ``root`` (itself included) that contain ``layer``, outermost first."""
-    if not isinstance(root, nn.Module):
-        return []
-    return [m for m in root.modules() if any(c is layer for c in m.modules())]
-
-
-def pick_reshape(model: Any, layer: nn.Module) -> str:
-    """Name the reshape preset that fits ``layer`` of ``model``.
-
-    Recognises torchvision's ``SwinTransformer3d`` (its ``patch_embed``, ``features`` stages,
-    blocks, patch merging and final ``norm`` are channels-last: ``"swin3d"``) and ``MViT``
-    (its ``MultiscaleBlock`` outputs: ``"mvit"``); everything else is ``"identity"``. When
-    ``model`` is not a module (a wrapping function), the layer's own type decides.
-
-    Args:
-        model (nn.Module or callable): the model (or forward function) ``layer`` belongs to.
-        layer (nn.Module): the explained layer.
-
-    Returns:
-        str: a key of :data:`RESHAPE_PRESETS`.
-
-    Example::
-
-        >>> from torchvision.models.video import swin3d_t
-        >>> net = swin3d_t()
-        >>> pick_reshape(net, net.features[-1])
-        'swin3d'
-    """
-    from torchvision.models.swin_transformer import PatchMerging, SwinTransformerBlock
-    from torchvision.models.video.mvit import MultiscaleBlock, MViT
-    from torchvision.models.video.swin_transformer import PatchEmbed3d, SwinTransformer3d
-
-    if isinstance(layer, MultiscaleBlock):
-        return "mvit"
-    owners = _owners(model, layer)
-    swin = next((m for m in owners if isinstance(m, SwinTransformer3d)), None)
-    if swin is not None:
-        if layer is swin.norm or any(layer is m for m in swin.features.modules()):
-            return "swin3d"
-        if layer is swin.patch_embed or layer is swin.pos_drop:
-            return "swin3d"
-    if any(isinstance(m, MViT) for m in owners):
-        return "identity"  # a sub-layer of MViT: tokens without a grid; resolve_reshape says so
-    if isinstance(layer, (SwinTransformerBlock, PatchMerging, PatchEmbed3d)):
-        return "swin3d"
-    if isinstance(layer, nn.Sequential) and len(layer) > 0:
-        if all(isinstance(m, SwinTransformerBlock) for m in layer):
-            return "swin3d"
-    return "identity"
-
-
 def resolve_reshape(reshape: str | ReshapeFn | None, model: Any, layer: nn.Module) -> ReshapeFn:
     """Turn the ``reshape`` argument of the tube methods into a function.
 
     Args:
-        reshape (str, callable or None): ``None`` picks a preset with :func:`pick_reshape`;
-            a string names a preset of :data:`RESHAPE_PRESETS`; a callable is used as is.
+        reshape (str, callable or None): ``None`` asks the registry which preset fits
+            ``layer`` of ``model`` (:func:`~captum_video.registry.reshape_for`); a string
+            names a preset of :data:`RESHAPE_PRESETS`; a callable is used as is.
         model (nn.Module or callable): the forward function.
         layer (nn.Module): the explained layer.
 
@@ -223,7 +188,7 @@ def resolve_reshape(reshape: str | ReshapeFn | None, model: Any, layer: nn.Modul
         True
     """
     if reshape is None:
-        return RESHAPE_PRESETS[pick_reshape(model, layer)]
+        return RESHAPE_PRESETS[reshape_for(model, layer)]
     if isinstance(reshape, str):
         if reshape not in RESHAPE_PRESETS:
             raise ValueError(
@@ -234,43 +199,3 @@ def resolve_reshape(reshape: str | ReshapeFn | None, model: Any, layer: nn.Modul
     if callable(reshape):
         return reshape
     raise TypeError(f"reshape must be None, a preset name or a callable, got {type(reshape)}")
-
-
-def suggest_layer(model: nn.Module) -> tuple[str, nn.Module]:
-    """A good default layer for tubes on a known video model, as ``(name, module)``.
-
-    The last stage that still keeps several time steps: ``layer3`` for the demo models,
-    ``layer4`` for torchvision's video ResNets (``r3d_18``, ``mc3_18``, ``r2plus1d_18``),
-    ``features[-1]`` for ``s3d``, ``features[-1]`` (channels-last) for ``swin3d_*``, and
-    ``blocks[-2]`` for MViT (its head reads only the class token of the last block).
-
-    Args:
-        model (nn.Module): the classifier.
-
-    Returns:
-        tuple: the dotted module name and the module.
-
-    Example::
-
-        >>> from captum_video.models import C3DSmall
-        >>> suggest_layer(C3DSmall())[0]
-        'layer3'
-    """
-    from torchvision.models.video.mvit import MViT
-    from torchvision.models.video.swin_transformer import SwinTransformer3d
-
-    if isinstance(model, MViT):
-        name = f"blocks.{len(model.blocks) - 2}"
-    elif isinstance(model, SwinTransformer3d):
-        name = f"features.{len(model.features) - 1}"
-    elif hasattr(model, "layer4"):
-        name = "layer4"
-    elif hasattr(model, "layer3"):
-        name = "layer3"
-    elif hasattr(model, "features") and isinstance(model.features, nn.Sequential):
-        name = f"features.{len(model.features) - 1}"
-    else:
-        raise ValueError(
-            f"no default layer known for {type(model).__name__}; pass the last 3-D conv block"
-        )
-    return name, model.get_submodule(name)

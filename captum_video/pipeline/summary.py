@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from captum_video.shards import FORMAT_VERSION, atomic_write
+from captum_video.pipeline.store import FORMAT_VERSION, atomic_write
 
 __all__ = ["summarize", "reliance", "pick_highlights", "write_table"]
 

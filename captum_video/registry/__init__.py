@@ -1,0 +1,89 @@
+"""The architecture registry: the one place that knows each family of video models.
+
+Per family (a :class:`ModelFamily`): input layout, default layer of the tube methods, token
+reshape of layer outputs, normalisation preset, classifier head, residual blocks for LRP
+canonizers, class names, the model names the command line accepts, and the fewest frames the
+model takes. Registered here: torchvision's video models (:mod:`.torchvision`) and
+captum-video's demo models (:mod:`.demo`). Register your own family with
+:func:`register_family`; everything that asks the registry (the tube methods, DeepTaylor3D's
+bounds and canonizers, the data-set pipeline, the command line) then knows it.
+
+Example::
+
+    >>> from captum_video.registry import default_layer, load_model, normalization_of
+    >>> model = load_model("demo")
+    >>> default_layer(model)[0], normalization_of(model)
+    ('layer3', 'none')
+"""
+
+from captum_video.registry import demo, torchvision  # noqa: F401 - registers the entries
+from captum_video.registry._family import (
+    GENERIC,
+    Layout,
+    ModelFamily,
+    ResidualForward,
+    class_names_of,
+    classifier_of,
+    default_layer,
+    families,
+    family_of,
+    find_family,
+    input_size_of,
+    min_frames_of,
+    model_names,
+    normalization_of,
+    register_family,
+    reshape_for,
+    residual_block_forwards,
+)
+from captum_video.registry.loading import load_model, read_state_dict
+from captum_video.registry.normalization import (
+    NORMALIZATION_PRESETS,
+    bounds_from_normalization,
+    normalization_stats,
+)
+from captum_video.registry.reshape import (
+    RESHAPE_PRESETS,
+    ReshapeFn,
+    channels_first,
+    channels_last_to_channels_first,
+    first_tensor,
+    mvit_tokens_to_volume,
+    resolve_reshape,
+    token_grid_to_volume,
+)
+from captum_video.registry.torchvision import KINETICS400_CLASSES
+
+__all__ = [
+    "GENERIC",
+    "KINETICS400_CLASSES",
+    "Layout",
+    "ModelFamily",
+    "NORMALIZATION_PRESETS",
+    "RESHAPE_PRESETS",
+    "ReshapeFn",
+    "ResidualForward",
+    "bounds_from_normalization",
+    "channels_first",
+    "channels_last_to_channels_first",
+    "class_names_of",
+    "classifier_of",
+    "default_layer",
+    "families",
+    "family_of",
+    "find_family",
+    "input_size_of",
+    "first_tensor",
+    "load_model",
+    "min_frames_of",
+    "model_names",
+    "mvit_tokens_to_volume",
+    "normalization_of",
+    "normalization_stats",
+    "read_state_dict",
+    "register_family",
+    "reshape_for",
+    "residual_block_forwards",
+    "resolve_reshape",
+    "token_grid_to_volume",
+]
