@@ -8,11 +8,11 @@ model are left as they were.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
-from captum._utils.common import _format_tensor_into_tuples, _is_tuple
+from captum._utils.common import _format_tensor_into_tuples, _is_tuple, _run_forward
 from captum._utils.gradient import apply_gradient_requirements, undo_gradient_requirements
 from torch import Tensor, nn
 
@@ -22,6 +22,7 @@ __all__ = [
     "validate_target",
     "resolve_target",
     "one_score_per_example",
+    "target_or_prediction",
     "preserve_grad_requirements",
     "removing_hooks",
 ]
@@ -256,6 +257,41 @@ def resolve_target(output: Tensor, target: Any) -> Any:
     if isinstance(target, Tensor):
         return target.to(output.device)
     return target
+
+
+def target_or_prediction(
+    forward_func: Callable[..., Any],
+    inputs: tuple[Tensor, ...],
+    additional_forward_args: Any,
+    target: Any,
+) -> Any:
+    """``target``, or for ``None`` the predicted class of each example, fixed once.
+
+    For methods that run another method several times on changed inputs (motion-removed clips,
+    noisy copies): the class explained stays that of the real input.
+
+    Args:
+        forward_func (callable): the model.
+        inputs (tuple of Tensor): the real inputs.
+        additional_forward_args (Any): extra model arguments (Captum-formatted).
+        target: the Captum ``target`` argument.
+
+    Returns:
+        ``target`` unchanged, or the ``(N,)`` predicted classes (see :func:`resolve_target`).
+
+    Example::
+
+        >>> model = torch.nn.Linear(3, 4)
+        >>> target_or_prediction(model, (torch.rand(2, 3),), None, None).shape
+        torch.Size([2])
+    """
+    if target is not None:
+        return target
+    with torch.no_grad():
+        output = _run_forward(forward_func, inputs, None, additional_forward_args)
+    if not isinstance(output, Tensor):
+        raise TypeError(f"the model must return a tensor of scores, got {type(output).__name__}")
+    return resolve_target(output, None)
 
 
 def one_score_per_example(output: Tensor, batch: int) -> Tensor:

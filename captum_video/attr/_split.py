@@ -33,7 +33,7 @@ from captum.attr._utils.attribution import Attribution
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_video._validation import format_video_inputs
+from captum_video._validation import format_video_inputs, target_or_prediction
 
 __all__ = ["SpatioTemporalSplit", "SpatioTemporalRelevance"]
 
@@ -162,7 +162,8 @@ class SpatioTemporalSplit(Attribution):
         Args:
             inputs (Tensor or tuple of Tensor): clips ``(N, C, T, H, W)``; with a tuple, every
                 tensor must be a clip with the same ``T`` (e.g. RGB and flow streams).
-            target (int, tuple, Tensor or list, optional): as in Captum. Default: None
+            target (int, tuple, Tensor or list, optional): as in Captum; ``None`` explains
+                each clip's predicted class (on the real clip, for every pass). Default: None
             additional_forward_args (Any, optional): extra model arguments. Default: None
             internal_batch_size (int, optional): most motion-removed clips per call of the
                 wrapped method; None runs all of them in one call. Memory grows with it
@@ -192,6 +193,8 @@ class SpatioTemporalSplit(Attribution):
             )
         is_tuple, clips = format_video_inputs(inputs, all_videos=True)
         additional = _format_additional_forward_args(additional_forward_args)
+        # Every pass explains the class of the real clip, not that of a motion-removed one.
+        target = target_or_prediction(self.forward_func, clips, additional, target)
         joint = self._run(clips, is_tuple, target, additional, kwargs)
         n = clips[0].shape[0]
         statics = tuple(self._static_clips(clip) for clip in clips)

@@ -9,7 +9,7 @@ difference between them, which turns "static vs dynamic" into a controlled test.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Literal
 
 import torch
@@ -42,15 +42,15 @@ class VideoConcept(Concept):
     Args:
         id (int): unique id of the concept (Captum uses ids as classifier labels).
         name (str): unique name.
-        clips (Tensor, optional): the examples ``(N, C, T, H, W)``; a data loader yielding
-            batches of them is built. Give either ``clips`` or ``data_iter``.
-        data_iter (DataLoader, optional): a loader yielding input batches ``(B, C, T, H, W)``
-            (no labels), as Captum expects.
+        data_iter (DataLoader, iterable or Tensor, optional): as in Captum's ``Concept``, an
+            iterable of input batches ``(B, C, T, H, W)`` (no labels); or a tensor of clips
+            ``(N, C, T, H, W)``, from which a loader is built. Give either this or ``clips``.
         kind (str, optional): ``"static"``, ``"dynamic"``, ``"random"`` or ``"other"``.
             Default: ``"other"``
-        preprocess (callable, optional): applied to ``clips`` once, as a batch; pass the same
-            transform the model's inputs get (e.g. normalisation). Default: None
+        preprocess (callable, optional): applied to clips given as a tensor once, as a batch;
+            pass the same transform the model's inputs get (e.g. normalisation). Default: None
         batch_size (int, optional): clips per batch of the built loader. Default: 32
+        clips (Tensor, optional): the examples ``(N, C, T, H, W)``, by keyword.
 
     Returns:
         A concept object.
@@ -58,20 +58,22 @@ class VideoConcept(Concept):
     Example::
 
         >>> clips = torch.rand(10, 3, 16, 32, 32)
-        >>> moving = VideoConcept(0, "moving_right", clips=clips, kind="dynamic")
+        >>> moving = VideoConcept(0, "moving_right", clips, kind="dynamic")
         >>> next(iter(moving.data_iter)).shape
         torch.Size([10, 3, 16, 32, 32])
+        >>> same = VideoConcept(1, "also_moving", moving.data_iter)   # as captum.concept.Concept
     """
 
     def __init__(
         self,
         id: int,
         name: str,
-        clips: Tensor | None = None,
-        data_iter: DataLoader | None = None,
+        data_iter: DataLoader | Iterable[Tensor] | Tensor | None = None,
         kind: ConceptKind = "other",
         preprocess: Preprocess | None = None,
         batch_size: int = 32,
+        *,
+        clips: Tensor | None = None,
     ) -> None:
         if not isinstance(id, int) or isinstance(id, bool):
             raise TypeError(f"concept id must be an int, got {type(id).__name__}")
@@ -80,8 +82,19 @@ class VideoConcept(Concept):
             raise ValueError(f"concept name must be a non-empty string without '-', got {name!r}")
         if kind not in ("static", "dynamic", "random", "other"):
             raise ValueError(f"kind must be 'static', 'dynamic', 'random' or 'other', got {kind!r}")
+        if isinstance(data_iter, Tensor):
+            if clips is not None:
+                raise ValueError("give the clips once: as data_iter (a tensor) or as clips=")
+            clips, data_iter = data_iter, None
         if (clips is None) == (data_iter is None):
-            raise ValueError("give exactly one of clips (a tensor) or data_iter (a DataLoader)")
+            raise ValueError(
+                "give exactly one of data_iter (batches of clips, or a tensor of clips) or clips="
+            )
+        if data_iter is not None and not isinstance(data_iter, Iterable):
+            raise TypeError(
+                f"data_iter must be an iterable of clip batches or a tensor of clips, got "
+                f"{type(data_iter).__name__}"
+            )
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if clips is not None:
@@ -93,7 +106,7 @@ class VideoConcept(Concept):
             data_iter = DataLoader(
                 TensorDataset(clips), batch_size=batch_size, collate_fn=_input_batches
             )
-        super().__init__(id, name, data_iter)
+        super().__init__(id, name, data_iter)  # type: ignore[arg-type]
         self.clips: Tensor | None = clips
         self.kind: ConceptKind = kind
 

@@ -40,6 +40,7 @@ from captum_video._validation import (
     model_num_outputs,
     module_device,
     preserve_grad_requirements,
+    target_or_prediction,
     validate_target,
 )
 from captum_video.concept._classifier import TorchLinearClassifier
@@ -501,7 +502,8 @@ class VideoTCAV(TCAV):
             inputs (Tensor or tuple of Tensor): clips ``(N, C, T, H, W)`` of the class under
                 test, pre-processed like the concept clips.
             experimental_sets (list of list of Concept): e.g. from :meth:`experimental_sets`.
-            target (int, list or Tensor, optional): the class k.
+            target (int, list or Tensor, optional): the class k; ``None`` takes each clip's
+                predicted class (the argmax of the model's output).
             additional_forward_args (Any, optional): extra arguments of the model.
             processes (int, optional): ignored (Captum compatibility).
             **kwargs: passed to a custom ``layer_attr_method``.
@@ -516,14 +518,14 @@ class VideoTCAV(TCAV):
         _, formatted = format_video_inputs(inputs)
         device = module_device(self.model)
         formatted = tuple(t.to(device) for t in formatted)
-        with torch.no_grad():
-            probe = self.model(
-                *(t[:1] for t in formatted),
-                *(_format_additional_forward_args(additional_forward_args) or ()),
-            )
-        validate_target(target, model_num_outputs(probe), formatted[0].shape[0])
-        self.compute_cavs(experimental_sets, processes=processes)
         extra = _format_additional_forward_args(additional_forward_args)
+        if target is None:
+            target = target_or_prediction(self.model, formatted, extra, None)
+        else:
+            with torch.no_grad():
+                probe = self.model(*(t[:1] for t in formatted), *(extra or ()))
+            validate_target(target, model_num_outputs(probe), formatted[0].shape[0])
+        self.compute_cavs(experimental_sets, processes=processes)
         sens = self._sensitivities(formatted, target, extra, **kwargs)
         scores = TCAVScores(concepts={c.id: c for c in self.concepts})
         for concepts in experimental_sets:

@@ -104,3 +104,25 @@ def test_video_concept_rejects_bad_arguments(kwargs) -> None:
         VideoConcept(**kwargs)
     with pytest.raises(TypeError):
         VideoConcept("0", "a", clips=torch.rand(2, 3, 4, 8, 8))  # type: ignore[arg-type]
+
+
+def test_video_concept_is_positional_like_captum_concept() -> None:
+    from captum.concept import Concept
+
+    clips = torch.rand(4, 3, 4, 8, 8)
+    loader = torch.utils.data.DataLoader(clips, batch_size=2)
+    captum_concept = Concept(0, "ball", loader)
+    ours = VideoConcept(0, "ball", loader)  # the same positional call
+    assert (ours.id, ours.name, ours.data_iter) == (
+        captum_concept.id,
+        captum_concept.name,
+        captum_concept.data_iter,
+    )
+    assert ours.identifier == captum_concept.identifier
+    from_tensor = VideoConcept(1, "ball_clips", clips, "dynamic")  # a tensor of clips still works
+    assert from_tensor.kind == "dynamic" and torch.equal(from_tensor.clips, clips)
+    torch.testing.assert_close(next(iter(from_tensor.data_iter)), clips)
+    with pytest.raises(ValueError, match="once"):
+        VideoConcept(2, "twice", clips, clips=clips)
+    with pytest.raises(TypeError, match="iterable"):
+        VideoConcept(3, "number", 5)  # type: ignore[arg-type]

@@ -28,12 +28,7 @@ from captum.log import log_usage
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from captum_video._validation import (
-    format_video_inputs,
-    model_num_outputs,
-    removing_hooks,
-    validate_target,
-)
+from captum_video._validation import format_video_inputs, removing_hooks, resolve_target
 from captum_video.attr._lrp.canonizers import Canonizer, canonized, default_canonizers
 from captum_video.attr._lrp.rules import (
     PassRule,
@@ -299,8 +294,9 @@ class DeepTaylor3D(LRP):
         Args:
             inputs (Tensor or tuple of Tensor): clips ``(N, C, T, H, W)`` (a tuple for models
                 with several inputs; the first must be a clip).
-            target (int, tuple, Tensor or list, optional): output indices, as in Captum.
-                Default: None
+            target (int, tuple, Tensor or list, optional): output indices, as in Captum;
+                ``None`` explains each clip's predicted class (the argmax of the model's
+                output). Default: None
             additional_forward_args (Any, optional): extra model arguments, not attributed.
                 Default: None
             return_convergence_delta (bool, optional): also return ``target logit - sum of
@@ -333,8 +329,7 @@ class DeepTaylor3D(LRP):
                 output = _run_forward(self.model, leaves, None, additional)
                 if not isinstance(output, Tensor):
                     raise TypeError(f"the model must return a tensor, got {type(output).__name__}")
-                validate_target(target, model_num_outputs(output), len(leaves[0]))
-                selected = _select_targets(output, target)
+                selected = _select_targets(output, resolve_target(output, target))
                 extra = list(call.zb.bound_leaves) if call.zb and call.zb.bound_leaves else []
                 grads = torch.autograd.grad(
                     selected, [*leaves, *extra], torch.ones_like(selected), allow_unused=True
