@@ -352,10 +352,8 @@ def preserve_grad_requirements(inputs: tuple[Tensor, ...]) -> Iterator[tuple[Ten
 
 @contextlib.contextmanager
 def removing_hooks() -> Iterator[list[torch.utils.hooks.RemovableHandle]]:
-    """Collect hook handles in a list and remove all of them when the block ends.
-
-    Args:
-        None
+    """Collect hook handles in a list and remove all of them when the block ends, also when
+    it ends with an error, so a failing method leaves no hook on the caller's model.
 
     Returns:
         A context manager yielding a list; append every handle you register to it.

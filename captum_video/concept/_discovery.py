@@ -9,9 +9,7 @@ sets, so "does the model use the motion of this thing or only its look?" can be 
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +23,7 @@ from captum_video._validation import module_device, validate_target, validate_vi
 from captum_video.concept._concept import VideoConcept, static_twin
 from captum_video.concept._significance import SignificanceResult
 from captum_video.concept._tcav import VideoTCAV, pool_activations
+from captum_video.masks import supervoxel_mask
 
 __all__ = ["discover_concepts", "DiscoveredConcept", "kmeans", "tubelet_segments"]
 
@@ -169,20 +168,13 @@ def tubelet_segments(
     return seg, owner
 
 
-def _supervoxel_segmenter(**kwargs: Any) -> Segmenter | None:
-    """Supervoxel segments from ``captum_video.masks.supervoxel_mask``, if that exists."""
-    try:
-        masks = importlib.import_module("captum_video.masks")
-    except ImportError:
-        return None
-    fn = getattr(masks, "supervoxel_mask", None)
-    if fn is None:
-        return None
-    accepted = inspect.signature(fn).parameters
+def _supervoxel_segmenter(**kwargs: Any) -> Segmenter:
+    """Supervoxel segments from :func:`captum_video.masks.supervoxel_mask`."""
+    accepted = inspect.signature(supervoxel_mask).parameters
     options = {k: v for k, v in kwargs.items() if k in accepted}
 
     def segment(videos: Tensor) -> tuple[Tensor, Tensor]:
-        label_map = fn(videos, **options)
+        label_map = supervoxel_mask(videos, **options)
         label_map = label_map.reshape(videos.shape[0], -1, *videos.shape[2:])[:, 0].long()
         n, _, t_len, height, width = videos.shape
         segments, owners = [], []
@@ -232,7 +224,7 @@ def discover_concepts(
     n_concepts: int = 3,
     *,
     target: int | None = None,
-    segments: str | Segmenter = "auto",
+    segments: str | Segmenter = "supervoxel",
     tubelet: tuple[int, int, int] | None = None,
     n_clusters: int | None = None,
     clips_per_concept: int = 12,
@@ -247,9 +239,9 @@ def discover_concepts(
     r"""Find candidate concepts a video model uses for a class, each with a static twin.
 
     1. Segment every clip: ``"tubelet"`` (a grid of spatio-temporal boxes), ``"supervoxel"``
-       (``captum_video.masks.supervoxel_mask``; ``"auto"`` uses it when it exists and falls
-       back to tubelets), or any callable ``videos -> (segments, owner)`` (e.g. a detector and
-       tracker feeding :func:`dynamic_clip`). Each segment becomes a full-size clip.
+       (:func:`captum_video.masks.supervoxel_mask`), or any callable
+       ``videos -> (segments, owner)`` (e.g. a detector and tracker feeding
+       :func:`dynamic_clip`). Each segment becomes a full-size clip.
     2. Embed the segments with ``layer``'s activations (pooled by ``embed_pool``) and cluster
        them with seeded :func:`kmeans` into ``n_clusters`` groups.
     3. Keep clusters with at least ``clips_per_concept // 2`` members; their
@@ -267,8 +259,8 @@ def discover_concepts(
         n_concepts (int, optional): number of concepts returned (best TCAV first).
             Default: 3
         target (int, optional): the class; default the class predicted most often.
-        segments (str or callable, optional): ``"auto"``, ``"tubelet"``, ``"supervoxel"`` or a
-            segmenter. Default: ``"auto"``
+        segments (str or callable, optional): ``"supervoxel"``, ``"tubelet"`` or a
+            segmenter. Default: ``"supervoxel"``
         tubelet (tuple of int, optional): ``(t, h, w)``; default ``(T, H // 2, W // 2)``.
         n_clusters (int, optional): k of k-means; default ``2 * n_concepts``.
         clips_per_concept (int, optional): members per concept. Default: 12
@@ -304,22 +296,17 @@ def discover_concepts(
         target = int(torch.mode(logits.argmax(1)).values)
     validate_target(target, logits.shape[1], n)
 
-    segmenter: Segmenter | None = None
     if callable(segments):
         segmenter = segments
-    elif segments in ("auto", "supervoxel"):
+    elif segments == "supervoxel":
         segmenter = _supervoxel_segmenter()
-        if segmenter is None and segments == "supervoxel":
-            warnings.warn(
-                "captum_video.masks.supervoxel_mask is not available; using tubelets", stacklevel=2
-            )
-    elif segments != "tubelet":
-        raise ValueError(
-            f"segments must be 'auto', 'tubelet', 'supervoxel' or a callable, got {segments!r}"
-        )
-    if segmenter is None:
+    elif segments == "tubelet":
         size = tubelet or (t_len, max(height // 2, 1), max(width // 2, 1))
         segmenter = lambda v: tubelet_segments(v, size)  # noqa: E731
+    else:
+        raise ValueError(
+            f"segments must be 'supervoxel', 'tubelet' or a callable, got {segments!r}"
+        )
     seg, owner = segmenter(videos)
     validate_video(seg, name="segments")
     seg, owner = seg.to(device), owner.to(device)

@@ -51,8 +51,8 @@ class Canonizer(ABC):
     r"""A reversible model rewrite. :meth:`apply` changes the model and pushes one undo
     callable per change onto ``undo`` *before* moving on, so a failure half-way is undone too.
 
-    Args:
-        None
+    Subclasses implement :meth:`apply`; :func:`canonized` applies a list of canonizers and
+    runs their undo steps in reverse order when the block ends.
 
     Returns:
         A canonizer, used through :func:`canonized`.
@@ -102,10 +102,8 @@ class MergeBatchNorm(Canonizer):
 
     ``w' = w * g / sqrt(var + eps)`` and ``b' = (b - mean) * g / sqrt(var + eps) + beta`` per
     output channel; the BatchNorm becomes the identity (mean 0, var 1, eps 0, weight 1,
-    bias 0). Only BatchNorms in eval mode with running statistics can be folded.
-
-    Args:
-        None
+    bias 0). Only BatchNorms in eval mode with running statistics can be folded; the model's
+    output does not change.
 
     Returns:
         A canonizer.
@@ -208,10 +206,8 @@ class ResidualAddCanonizer(Canonizer):
 
 
 class NoInplaceReLU(Canonizer):
-    r"""Set ``inplace=False`` on every ``nn.ReLU`` while canonized.
-
-    Args:
-        None
+    r"""Set ``inplace=False`` on every ``nn.ReLU`` while canonized: Captum's module backward
+    hooks reject modules that overwrite their input.
 
     Returns:
         A canonizer.

@@ -201,11 +201,6 @@ class DeepTaylor3D(LRP):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         super().__init__(model)
-        # Shadow Captum's class-level mutable attributes so no state is shared between objects.
-        self.layers: list[nn.Module] = []
-        self.backward_handles: list[Any] = []
-        self.forward_handles: list[Any] = []
-        self._original_state_dict: dict[str, Any] = {}
         if isinstance(composite, str):
             if composite not in COMPOSITES:
                 raise ValueError(
