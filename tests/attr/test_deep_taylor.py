@@ -122,11 +122,6 @@ def test_model_inputs_and_hooks_untouched_also_on_error() -> None:
     assert not any(hasattr(m, "rule") for m in model.modules())
 
 
-def test_no_shared_state_between_instances() -> None:
-    a, b = DeepTaylor3D(load_demo_model()), DeepTaylor3D(C3DSmall().eval())
-    assert a.layers is not b.layers and a.forward_handles is not b.forward_handles
-
-
 def test_user_rule_overrides_and_captum_rules_are_refused() -> None:
     model = _bias_free_c3d()
     x = torch.rand(1, 3, 4, 16, 16)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -43,15 +40,11 @@ def test_tubelets_are_resized_crops() -> None:
         tubelet_segments(videos, (9, 8, 8))
 
 
-def test_supervoxel_segments_from_masks_module(monkeypatch) -> None:
+def test_supervoxel_segments() -> None:
     segmenter = _supervoxel_segmenter(n_segments=8)
-    assert segmenter is not None  # captum_video.masks.supervoxel_mask exists
     videos = torch.rand(1, 3, 4, 12, 12)
     segs, owner = segmenter(videos)
     assert segs.shape[1:] == videos.shape[1:] and set(owner.tolist()) == {0}
-    # Without supervoxel_mask, "supervoxel" falls back to tubelets with a warning.
-    monkeypatch.setitem(sys.modules, "captum_video.masks", types.ModuleType("captum_video.masks"))
-    assert _supervoxel_segmenter() is None
 
 
 def test_discovery_separates_motion_from_still_frames(demo_model) -> None:
