@@ -38,7 +38,11 @@ LAYERS: list[list[str]] = [
     ["captum_video.pipeline.items", "captum_video.pipeline.store"],
     ["captum_video.pipeline.run"],
     ["captum_video.pipeline.summary"],
-    ["captum_video.pipeline.report"],
+    [
+        "captum_video.pipeline._html",
+        "captum_video.pipeline._expert",
+        "captum_video.pipeline.report",
+    ],
     ["captum_video.pipeline.publish"],
     ["captum_video.pipeline.dataset", "captum_video.pipeline"],
     ["captum_video.cli"],

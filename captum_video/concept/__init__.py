@@ -12,8 +12,9 @@
 from captum_video.concept._classifier import TorchLinearClassifier
 from captum_video.concept._concept import VideoConcept, dynamic_clip, static_clip, static_twin
 from captum_video.concept._discovery import DiscoveredConcept, discover_concepts, kmeans
+from captum_video.concept._pooling import ACT_POOLS, TCAVScores, pool_activations
 from captum_video.concept._significance import SignificanceResult, significance
-from captum_video.concept._tcav import ACT_POOLS, TCAVScores, VideoTCAV, pool_activations
+from captum_video.concept._tcav import VideoTCAV
 
 __all__ = [
     "ACT_POOLS",

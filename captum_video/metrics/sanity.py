@@ -66,8 +66,9 @@ def randomization_sanity(
         model (nn.Module): the model ``explain`` uses.
         inputs (Tensor): clips ``(N, C, T, H, W)``.
         target (Any, optional): passed to ``explain`` unchanged; fix it (e.g. the labels)
-            so the randomised model's prediction does not change the class explained.
-            Default: None
+            so the randomised model's prediction does not change the class explained
+            (``None`` leaves the choice to ``explain``: captum-video methods then explain the
+            predicted class of whichever model they see). Default: None
         layers (sequence of str, optional): names of modules to randomise, output first;
             default every module that owns parameters directly, in reverse order of
             registration (for a sequential network: output to input).

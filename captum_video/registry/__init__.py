@@ -22,17 +22,19 @@ from captum_video.registry._family import (
     Layout,
     ModelFamily,
     ResidualForward,
-    class_names_of,
-    classifier_of,
-    default_layer,
     families,
     family_of,
     find_family,
+    register_family,
+)
+from captum_video.registry._queries import (
+    class_names_of,
+    classifier_of,
+    default_layer,
     input_size_of,
     min_frames_of,
     model_names,
     normalization_of,
-    register_family,
     reshape_for,
     residual_block_forwards,
 )

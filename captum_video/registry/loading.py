@@ -9,7 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from captum_video.registry._family import families, model_names
+from captum_video.registry._family import families
+from captum_video.registry._queries import model_names
 
 __all__ = ["load_model", "read_state_dict"]
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from captum_video.registry._family import reshape_for
+from captum_video.registry._queries import reshape_for
 
 __all__ = [
     "RESHAPE_PRESETS",

@@ -9,16 +9,8 @@ from captum_video.attr._lrp.canonizers import (
     default_canonizers,
 )
 from captum_video.attr._lrp.deep_taylor import COMPOSITES, Composite, DeepTaylor3D
-from captum_video.attr._lrp.rules import (
-    PassRule,
-    ProportionalRule,
-    VideoLRPRule,
-    WinnerTakeAllRule,
-    ZBRule,
-    ZEpsilonRule,
-    ZPlusRule,
-    stabilize,
-)
+from captum_video.attr._lrp.pass_rules import PassRule, ProportionalRule, WinnerTakeAllRule
+from captum_video.attr._lrp.rules import VideoLRPRule, ZBRule, ZEpsilonRule, ZPlusRule, stabilize
 
 __all__ = [
     "DeepTaylor3D",

@@ -30,11 +30,12 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from captum_video._validation import format_video_inputs, removing_hooks, resolve_target
 from captum_video.attr._lrp.canonizers import Canonizer, canonized, default_canonizers
+from captum_video.attr._lrp.pass_rules import PassRule, ProportionalRule, WinnerTakeAllRule
 from captum_video.attr._lrp.rules import (
-    PassRule,
-    ProportionalRule,
+    _ADAPTIVE_MAX_POOLS,
+    _MAX_POOLS,
+    _WEIGHTED,
     VideoLRPRule,
-    WinnerTakeAllRule,
     ZBRule,
     ZPlusRule,
 )
@@ -42,11 +43,7 @@ from captum_video.registry import bounds_from_normalization, normalization_of
 
 __all__ = ["DeepTaylor3D", "Composite", "COMPOSITES"]
 
-_WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-_MAX_POOLS = (
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
-    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
-)  # fmt: skip
+_ALL_MAX_POOLS = (*_MAX_POOLS, *_ADAPTIVE_MAX_POOLS)
 _SUMS = (
     nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
     nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, Addition_Module,
@@ -98,7 +95,7 @@ class Composite:
 def _table(max_pool: Callable[[], VideoLRPRule]) -> RuleMap:
     return [
         (_WEIGHTED, ZPlusRule),
-        (_MAX_POOLS, max_pool),
+        (_ALL_MAX_POOLS, max_pool),
         (_SUMS, ProportionalRule),
         (_ELEMENTWISE, PassRule),
     ]

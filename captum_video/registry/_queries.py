@@ -1,0 +1,252 @@
+"""What the rest of the package asks the registry about a model (its family's answers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from captum_video.registry._family import (
+    GENERIC,
+    ResidualForward,
+    families,
+    family_of,
+    find_family,
+)
+
+__all__ = [
+    "class_names_of",
+    "classifier_of",
+    "default_layer",
+    "input_size_of",
+    "min_frames_of",
+    "model_names",
+    "normalization_of",
+    "reshape_for",
+    "residual_block_forwards",
+]
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix and name else prefix or name
+
+
+def default_layer(model: nn.Module) -> tuple[str, nn.Module]:
+    """The layer tube methods explain by default, as ``(dotted name, module)``.
+
+    The registry's choice for the model's family: the last stage that still keeps several
+    time steps (``layer3`` for the demo models, ``layer4`` for torchvision's video ResNets,
+    ``features[-1]`` for S3D and Swin3D, ``blocks[-2]`` for MViT, whose head reads only the
+    class token of the last block).
+
+    Args:
+        model (nn.Module): the classifier.
+
+    Returns:
+        tuple: the dotted module name (relative to ``model``) and the module.
+
+    Raises:
+        ValueError: no default is known; the message says what to pass instead.
+
+    Example::
+
+        >>> from captum_video.models import C3DSmall
+        >>> default_layer(C3DSmall())[0]
+        'layer3'
+    """
+    family, root, prefix = find_family(model)
+    choice = family.default_layer
+    name = choice(root) if callable(choice) and root is not None else choice
+    if not isinstance(name, str) or root is None:
+        raise ValueError(
+            f"no default layer known for {type(model).__name__}; pass the layer to explain "
+            "(the last 3-D conv block that keeps several time steps)"
+        )
+    full = _join(prefix, name)
+    return full, model.get_submodule(full)
+
+
+def reshape_for(model: Any, layer: nn.Module) -> str:
+    """Name the reshape preset that reads ``layer``'s output as ``(N, K, T', H', W')``.
+
+    Args:
+        model (nn.Module or callable): the model (or forward function) ``layer`` belongs to.
+        layer (nn.Module): the explained layer.
+
+    Returns:
+        str: a key of :data:`~captum_video.registry.RESHAPE_PRESETS`.
+
+    Example::
+
+        >>> from torchvision.models.video import swin3d_t
+        >>> net = swin3d_t()
+        >>> reshape_for(net, net.features[-1])
+        'swin3d'
+    """
+    for family in [*families(), GENERIC]:
+        if isinstance(model, nn.Module):
+            for module in model.modules():
+                if isinstance(module, family.model_types) and any(
+                    m is layer for m in module.modules()
+                ):
+                    return family.layer_reshape(module, layer)
+    for family in families():
+        for layer_type, preset in family.reshape_layer_types.items():
+            # A layer of such a type, or a stage made of them (a Sequential of Swin blocks).
+            stage = isinstance(layer, nn.Sequential) and len(layer) > 0
+            if isinstance(layer, layer_type) or (
+                stage and all(isinstance(m, layer_type) for m in layer)
+            ):
+                return preset
+    return "identity"
+
+
+def normalization_of(model: Any) -> str:
+    """The normalisation preset ``model``'s family expects (``"none"``: raw ``[0, 1]``).
+
+    Args:
+        model (nn.Module): the model.
+
+    Returns:
+        str: a key of :data:`~captum_video.registry.NORMALIZATION_PRESETS`.
+
+    Example::
+
+        >>> from torchvision.models.video import r3d_18
+        >>> normalization_of(r3d_18())
+        'kinetics'
+    """
+    return family_of(model).normalization
+
+
+def classifier_of(model: nn.Module) -> nn.Module:
+    """The linear classifier head of ``model`` (what Saliency Tubes weight channels with).
+
+    Args:
+        model (nn.Module): the model.
+
+    Returns:
+        nn.Module: the head (``nn.Linear``, a 1x1x1 convolution or a ``Sequential`` ending in
+        one).
+
+    Raises:
+        ValueError: the family has no known head.
+
+    Example::
+
+        >>> from captum_video.models import C3DSmall
+        >>> net = C3DSmall()
+        >>> classifier_of(net) is net.fc
+        True
+    """
+    family, root, prefix = find_family(model)
+    head = family.head
+    module: nn.Module | None = None
+    if callable(head) and root is not None:
+        module = head(root)
+    elif isinstance(head, str) and root is not None:
+        module = model.get_submodule(_join(prefix, head))
+    if not isinstance(module, nn.Module):
+        raise ValueError(
+            f"no classifier head known for {type(model).__name__}; pass classifier= (the "
+            "linear layer after global pooling)"
+        )
+    return module
+
+
+def class_names_of(model: Any) -> list[str] | None:
+    """The names of ``model``'s outputs where its family knows them.
+
+    Args:
+        model (nn.Module): the model.
+
+    Returns:
+        list of str or None: one name per output, or None when unknown or when the model's
+        number of outputs differs from the family's list.
+
+    Example::
+
+        >>> from captum_video.models import load_demo_model
+        >>> class_names_of(load_demo_model("motion"))
+        ['right', 'left', 'down', 'up']
+    """
+    family, root, _ = find_family(model)
+    names = family.class_names
+    if callable(names):
+        names = names(root) if root is not None else None
+    if names is None:
+        return None
+    return [str(n) for n in names]
+
+
+def min_frames_of(model: Any) -> int:
+    """The fewest frames ``model`` can take (its family's temporal receptive field floor).
+
+    Args:
+        model (nn.Module): the model.
+
+    Returns:
+        int: at least 1.
+
+    Example::
+
+        >>> from captum_video.models import C3DSmall
+        >>> min_frames_of(C3DSmall())
+        4
+    """
+    return max(1, int(family_of(model).min_frames))
+
+
+def input_size_of(
+    model: Any, default: tuple[int, int, int] = (16, 112, 112)
+) -> tuple[int, int, int]:
+    """The ``(T, H, W)`` clips ``model``'s family was trained on.
+
+    Args:
+        model (nn.Module): the model.
+        default (tuple of int, optional): for families that do not say.
+            Default: ``(16, 112, 112)``
+
+    Returns:
+        tuple of int: ``(T, H, W)``.
+
+    Example::
+
+        >>> from captum_video.models import C3DSmall
+        >>> input_size_of(C3DSmall())
+        (16, 32, 32)
+    """
+    size = family_of(model).input_size
+    return tuple(size) if size is not None else default  # type: ignore[return-value]
+
+
+def residual_block_forwards() -> dict[type, ResidualForward]:
+    """Every registered residual block class with its explicit-sum forward.
+
+    Returns:
+        dict: ``{block class: ResidualForward}`` over all families.
+
+    Example::
+
+        >>> from torchvision.models.video.resnet import BasicBlock
+        >>> BasicBlock in residual_block_forwards()
+        True
+    """
+    table: dict[type, ResidualForward] = {}
+    for family in families():
+        table.update(family.residual_blocks)
+    return table
+
+
+def model_names() -> list[str]:
+    """The model names :func:`~captum_video.registry.load_model` and the CLI accept.
+
+    Returns:
+        list of str: in registration order.
+
+    Example::
+
+        >>> "r3d_18" in model_names()
+        True
+    """
+    return [name for family in families() for name in family.constructors]
