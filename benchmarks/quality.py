@@ -11,8 +11,8 @@ ground-truth masks mark the one object that decides the label. Each method gets
   classifier (``fc``) and after randomising every layer, with the original map.
 
 Results go to JSON (``--out``) and a markdown table (``--markdown``, by default
-``benchmarks/results/quality.md``). Methods that are not importable are listed as "not
-available", so the table fills in as methods land.
+``benchmarks/results/quality.md``). Every row is a method of the registry
+(:data:`captum_video.explainers.EXPLAINERS`) at this run's sizes.
 
 Run ``python -m benchmarks.quality --quick`` (minutes on a 2-core CPU) or ``--full``.
 """
@@ -20,7 +20,6 @@ Run ``python -m benchmarks.quality --quick`` (minutes on a 2-core CPU) or ``--fu
 from __future__ import annotations
 
 import argparse
-import importlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +32,7 @@ from torch import Tensor, nn
 
 from benchmarks._common import emit, environment
 from captum_video.datasets import MovingShapes
+from captum_video.explainers import EXPLAINERS, build_method, make_explainer
 from captum_video.metrics import (
     deletion,
     insertion,
@@ -50,19 +50,6 @@ HELD_OUT_SEED = 2024  # the demo models were trained on seeds 0 (train) and 1 (v
 TOLERANCE_PX = 2.0  # TorchRay's 15 px on 224 px frames, scaled to 32 px frames
 
 Explain = Callable[[Tensor, Tensor], Tensor]
-
-
-class Unavailable(Exception):
-    """A method that cannot be built: not importable yet, or no such layer.
-
-    Example::
-
-        >>> try:
-        ...     find_method("NoSuchMethod")
-        ... except Unavailable as err:
-        ...     print(err)
-        captum_video.attr.NoSuchMethod is not importable
-    """
 
 
 @dataclass
@@ -113,49 +100,6 @@ FULL = Settings(
 
 # -- methods -------------------------------------------------------------------------------
 
-_PRIVATE_HOMES = {
-    "GradCAMTube": ["captum_video.attr._tubes"],
-    "SaliencyTube": ["captum_video.attr._tubes"],
-    "SelectiveRelevance": ["captum_video.attr._selective"],
-    "DeepTaylor3D": ["captum_video.attr._lrp"],
-    "SpatioTemporalSplit": ["captum_video.attr._split", "captum_video.attr._lrp"],
-    "TemporalOcclusion": ["captum_video.attr._temporal"],
-    "TemporalMask": ["captum_video.attr._temporal"],
-}
-
-
-def find_method(name: str) -> type:
-    """A captum-video attribution class by name: the public export, else its module.
-
-    Args:
-        name (str): class name, e.g. ``"GradCAMTube"``.
-
-    Returns:
-        type: the class.
-
-    Example::
-
-        >>> find_method("GradCAMTube").__name__
-        'GradCAMTube'
-
-    Raises:
-        Unavailable: nobody has landed it yet.
-    """
-    try:
-        public = importlib.import_module("captum_video.attr")
-        if hasattr(public, name):
-            return getattr(public, name)
-    except ImportError:  # a half-landed sibling can break the package import
-        pass
-    for module in _PRIVATE_HOMES.get(name, []):
-        try:
-            found = getattr(importlib.import_module(module), name, None)
-        except ImportError:
-            continue
-        if found is not None:
-            return found
-    raise Unavailable(f"captum_video.attr.{name} is not importable")
-
 
 def _as_map(attr: Any, clips: Tensor) -> Tensor:
     """Any method's output as a detached ``(N, C | 1, T, H, W)`` float map."""
@@ -175,14 +119,14 @@ def _split_part(result: Any, part: str) -> Tensor:
 
 
 def method_builders(settings: Settings) -> dict[str, tuple[Callable[[nn.Module], Explain], str]]:
-    """Every method of the benchmark.
+    """Every row of the benchmark: methods of the registry (:data:`EXPLAINERS`) at this run's
+    sizes, plus a random map as the control.
 
     Args:
         settings (Settings): sizes (IG steps, occlusion windows, TemporalMask iterations).
 
     Returns:
-        dict: name -> ``(build, note)``; ``build(model)`` returns ``explain(clips, targets)``
-        or raises :class:`Unavailable`.
+        dict: name -> ``(build, note)``; ``build(model)`` returns ``explain(clips, targets)``.
 
     Example::
 
@@ -190,29 +134,26 @@ def method_builders(settings: Settings) -> dict[str, tuple[Callable[[nn.Module],
         >>> build(load_demo_model())(clips, labels).shape
         torch.Size([8, 1, 16, 32, 32])
     """
-    from captum.attr import IntegratedGradients, Occlusion, Saliency
-
     s = settings
+    ig = {"n_steps": s.ig_steps, "internal_batch_size": 4 * s.ig_steps}
+    occlusion = {
+        "sliding_window_shapes": s.occlusion_window,
+        "strides": s.occlusion_stride,
+        "perturbations_per_eval": 32,
+    }
 
-    def gradcam(model: nn.Module, weights: str = "clip") -> Explain:
-        method = find_method("GradCAMTube")(model, model.layer3)
-        return lambda x, t: method.attribute(x, target=t, temporal_weights=weights)
-
-    def saliency_tube(model: nn.Module) -> Explain:
-        method = find_method("SaliencyTube")(model, model.layer3, model.fc)
-        return lambda x, t: method.attribute(x, target=t)
-
-    def deep_taylor(model: nn.Module) -> Explain:
-        method = find_method("DeepTaylor3D")(model)
-        return lambda x, t: method.attribute(x, target=t)
+    def method(name: str, **kwargs: Any) -> Callable[[nn.Module], Explain]:
+        return lambda model: make_explainer(name, model, **kwargs)
 
     # Both rows of the split come from the same calls (the randomisation check uses the same
     # seed for both): remember results by clips, targets and a fingerprint of the weights.
     split_cache: dict[tuple[Any, ...], Any] = {}
 
     def split(part: str) -> Callable[[nn.Module], Explain]:
+        name = f"deep_taylor_{part}"
+
         def build(model: nn.Module) -> Explain:
-            method = find_method("SpatioTemporalSplit")(find_method("DeepTaylor3D")(model))
+            attribution = build_method(name, model)
 
             def explain(x: Tensor, t: Tensor) -> Tensor:
                 weights = tuple(float(p.detach().double().sum()) for p in model.parameters())
@@ -220,47 +161,12 @@ def method_builders(settings: Settings) -> dict[str, tuple[Callable[[nn.Module],
                 if key not in split_cache:
                     if len(split_cache) >= 16:
                         split_cache.pop(next(iter(split_cache)))
-                    split_cache[key] = method.attribute(x, target=t)
-                return _split_part(split_cache[key], part)
+                    split_cache[key] = attribution.attribute(x, target=t)
+                return EXPLAINERS[name].output(split_cache[key], x)
 
             return explain
 
         return build
-
-    def temporal_occlusion(model: nn.Module) -> Explain:
-        method = find_method("TemporalOcclusion")(model)
-        return lambda x, t: method.attribute(
-            x, window=4, baselines="freeze", target=t, perturbations_per_eval=16
-        )
-
-    def temporal_mask(model: nn.Module) -> Explain:
-        method = find_method("TemporalMask")(model)
-        return lambda x, t: method.attribute(
-            x,
-            target=t,
-            n_iter=s.temporal_mask_iters,
-            generator=torch.Generator().manual_seed(s.seed),
-        )
-
-    def saliency(model: nn.Module) -> Explain:
-        method = Saliency(model)
-        return lambda x, t: method.attribute(x, target=t)
-
-    def integrated_gradients(model: nn.Module) -> Explain:
-        method = IntegratedGradients(model)
-        return lambda x, t: method.attribute(
-            x, target=t, n_steps=s.ig_steps, internal_batch_size=4 * s.ig_steps
-        )
-
-    def occlusion(model: nn.Module) -> Explain:
-        method = Occlusion(model)
-        return lambda x, t: method.attribute(
-            x,
-            sliding_window_shapes=s.occlusion_window,
-            strides=s.occlusion_stride,
-            target=t,
-            perturbations_per_eval=32,
-        )
 
     def random_map(model: nn.Module) -> Explain:
         # A fixed seed: the same map whatever the model, as a model-blind explanation would be.
@@ -268,57 +174,54 @@ def method_builders(settings: Settings) -> dict[str, tuple[Callable[[nn.Module],
             (x.shape[0], 1, *x.shape[2:]), generator=torch.Generator().manual_seed(s.seed)
         )
 
-    def selective(base: Callable[[nn.Module], Any]) -> Callable[[nn.Module], Explain]:
-        def build(model: nn.Module) -> Explain:
-            method = find_method("SelectiveRelevance")(base(model))
-            return lambda x, t: method.attribute(x, target=t, **base_kwargs.get(base, {}))
-
-        return build
-
-    # Attribution objects (not explain functions) for SelectiveRelevance to wrap.
-    def gradcam_obj(model: nn.Module) -> Any:
-        return find_method("GradCAMTube")(model, model.layer3)
-
-    def saliency_tube_obj(model: nn.Module) -> Any:
-        return find_method("SaliencyTube")(model, model.layer3, model.fc)
-
-    def deep_taylor_obj(model: nn.Module) -> Any:
-        return find_method("DeepTaylor3D")(model)
-
-    base_kwargs: dict[Any, dict[str, Any]] = {
-        IntegratedGradients: {"n_steps": s.ig_steps, "internal_batch_size": 4 * s.ig_steps},
-        Occlusion: {
-            "sliding_window_shapes": s.occlusion_window,
-            "strides": s.occlusion_stride,
-            "perturbations_per_eval": 32,
-        },
-    }
-
     temporal_note = "one value per frame: localisation scores only reflect which frames rank high"
     return {
-        "GradCAMTube (layer3, clip)": (gradcam, ""),
+        "GradCAMTube (layer3, clip)": (method("gradcam_tube"), ""),
         "GradCAMTube (layer3, per_step)": (
-            lambda m: gradcam(m, "per_step"),
+            method("gradcam_tube", temporal_weights="per_step"),
             "equals clip on a GAP + linear head: its gradients are constant over positions",
         ),
-        "SaliencyTube (layer3)": (saliency_tube, ""),
-        "DeepTaylor3D": (deep_taylor, ""),
+        "SaliencyTube (layer3)": (method("saliency_tube"), ""),
+        "DeepTaylor3D": (method("deep_taylor"), ""),
         "SpatioTemporalSplit(DeepTaylor3D).temporal": (split("temporal"), ""),
         "SpatioTemporalSplit(DeepTaylor3D).spatial": (
             split("spatial"),
             "same call as the temporal row, which carries the time",
         ),
-        "Selective(GradCAMTube)": (selective(gradcam_obj), "sigma 3"),
-        "Selective(SaliencyTube)": (selective(saliency_tube_obj), "sigma 3"),
-        "Selective(DeepTaylor3D)": (selective(deep_taylor_obj), "sigma 3"),
-        "Selective(Saliency)": (selective(Saliency), "sigma 3"),
-        "Selective(IntegratedGradients)": (selective(IntegratedGradients), "sigma 3"),
-        "Selective(Occlusion)": (selective(Occlusion), "sigma 3"),
-        "TemporalOcclusion (w=4, freeze)": (temporal_occlusion, temporal_note),
-        "TemporalMask (freeze)": (temporal_mask, temporal_note),
-        "Captum Saliency": (saliency, "reference"),
-        "Captum IntegratedGradients": (integrated_gradients, "reference, zero baseline"),
-        "Captum Occlusion": (occlusion, "reference, zero baseline"),
+        "Selective(GradCAMTube)": (method("selective_gradcam_tube"), "sigma 3"),
+        "Selective(SaliencyTube)": (method("selective_saliency_tube"), "sigma 3"),
+        "Selective(DeepTaylor3D)": (method("selective_deep_taylor"), "sigma 3"),
+        "Selective(Saliency)": (method("selective_saliency"), "sigma 3"),
+        "Selective(IntegratedGradients)": (
+            method("selective_integrated_gradients", **ig),
+            "sigma 3",
+        ),
+        "Selective(Occlusion)": (method("selective_occlusion", **occlusion), "sigma 3"),
+        "TemporalOcclusion (w=4, freeze)": (
+            method(
+                "temporal_occlusion",
+                window=4,
+                stride=1,
+                baselines="freeze",
+                perturbations_per_eval=16,
+            ),
+            temporal_note,
+        ),
+        "TemporalMask (freeze)": (
+            lambda model: make_explainer(
+                "temporal_mask",
+                model,
+                n_iter=s.temporal_mask_iters,
+                generator=torch.Generator().manual_seed(s.seed),
+            ),
+            temporal_note,
+        ),
+        "Captum Saliency": (method("saliency"), "reference"),
+        "Captum IntegratedGradients": (
+            method("integrated_gradients", **ig),
+            "reference, zero baseline",
+        ),
+        "Captum Occlusion": (method("occlusion", **occlusion), "reference, zero baseline"),
         "random map": (random_map, "control"),
     }
 
@@ -406,19 +309,15 @@ def run_variant(
         log (callable, optional): where progress lines go. Default: ``print``
 
     Returns:
-        dict: model, its accuracy on the clips, and per method its metrics or why it is
-        missing.
+        dict: model, its accuracy on the clips, and per method its metrics.
 
     Example::
 
-        >>> run_variant("motion", QUICK, ["random map"])["methods"]["random map"]["available"]
-        True
+        >>> run_variant("motion", QUICK, ["random map"])["methods"]["random map"]["note"]
+        'control'
     """
     model_name = VARIANT_MODEL[variant]
-    try:
-        model = load_demo_model(model_name)
-    except FileNotFoundError as err:
-        return {"model": model_name, "available": False, "reason": str(err), "methods": {}}
+    model = load_demo_model(model_name)
     clips, labels, masks = MovingShapes(
         variant, num_samples=settings.num_clips, seed=HELD_OUT_SEED
     ).tensors()
@@ -428,7 +327,6 @@ def run_variant(
     targets = labels  # each model is right on its own variant: explain the true class
     result: dict[str, Any] = {
         "model": f"demo C3DSmall ({model_name})",
-        "available": True,
         "accuracy": accuracy,
         "methods": {},
     }
@@ -439,47 +337,36 @@ def run_variant(
         raise ValueError(f"unknown methods {unknown}; known: {list(builders)}")
     oracle = masks.unsqueeze(1).float()
     result["methods"]["ground-truth mask (oracle)"] = {
-        "available": True,
         "note": "the mask itself as a map: an upper reference",
         **score_map(model, clips, targets, masks, oracle, settings),
     }
     for name in names:
         build, note = builders[name]
-        entry: dict[str, Any] = {"available": False, "note": note}
+        entry: dict[str, Any] = {"note": note}
         result["methods"][name] = entry
-        try:
-            explain = build(model)
-        except Unavailable as err:
-            entry["reason"] = str(err)
-            log(f"[{variant}] {name}: not available ({err})")
-            continue
-        try:
-            start = time.perf_counter()
-            attr = _as_map(explain(clips, targets), clips)
-            entry["seconds_per_clip"] = (time.perf_counter() - start) / len(clips)
-            entry.update(score_map(model, clips, targets, masks, attr, settings))
-            if name in settings.skip_sanity:
-                entry["sanity_note"] = "skipped at this size (cost)"
-            else:
-                k = settings.sanity_clips
-                check = randomization_sanity(
-                    lambda x, t, fn=explain: _as_map(fn(x, t), x),
-                    model,
-                    clips[:k],
-                    targets[:k],
-                    seed=settings.seed,
-                )
-                entry["sanity_fc"] = _nanmean(check.correlation[0])
-                entry["sanity_all"] = _nanmean(check.correlation[-1])
-                entry["sanity_layers"] = check.layers
-            entry["available"] = True
-            log(
-                f"[{variant}] {name}: "
-                + ", ".join(f"{k}={v:.3f}" for k, v in entry.items() if isinstance(v, float))
+        explain = build(model)
+        start = time.perf_counter()
+        attr = _as_map(explain(clips, targets), clips)
+        entry["seconds_per_clip"] = (time.perf_counter() - start) / len(clips)
+        entry.update(score_map(model, clips, targets, masks, attr, settings))
+        if name in settings.skip_sanity:
+            entry["sanity_note"] = "skipped at this size (cost)"
+        else:
+            k = settings.sanity_clips
+            check = randomization_sanity(
+                lambda x, t, fn=explain: _as_map(fn(x, t), x),
+                model,
+                clips[:k],
+                targets[:k],
+                seed=settings.seed,
             )
-        except Exception as err:  # noqa: BLE001 - a sibling's bug must not stop the table
-            entry["error"] = f"{type(err).__name__}: {err}"
-            log(f"[{variant}] {name}: error {entry['error']}")
+            entry["sanity_fc"] = _nanmean(check.correlation[0])
+            entry["sanity_all"] = _nanmean(check.correlation[-1])
+            entry["sanity_layers"] = check.layers
+        log(
+            f"[{variant}] {name}: "
+            + ", ".join(f"{k}={v:.3f}" for k, v in entry.items() if isinstance(v, float))
+        )
     return result
 
 
@@ -564,9 +451,6 @@ def to_markdown(results: dict[str, Any], command: str = "") -> str:
     heads = [METRICS[m][0] + (" ↑" if METRICS[m][1] else " ↓") for m in METRICS]
     for variant, vres in results["variants"].items():
         lines += [f"## {variant}", ""]
-        if not vres.get("available", False):
-            lines += [f"Not run: {vres.get('reason', 'model not available')}", ""]
-            continue
         lines += [f"Model: {vres['model']}, accuracy on these clips {vres['accuracy']:.2f}.", ""]
         lines += [
             "| method | " + " | ".join(heads) + " | s/clip | note |",
@@ -576,14 +460,6 @@ def to_markdown(results: dict[str, Any], command: str = "") -> str:
         rand = methods.get("random map", {})
         losses: dict[str, list[str]] = {}
         for name, entry in methods.items():
-            if not entry.get("available"):
-                why = entry.get("error") or entry.get("reason") or "not available"
-                lines.append(
-                    f"| {name} | "
-                    + " | ".join("—" for _ in heads)
-                    + f" | — | not available: {why} |"
-                )
-                continue
             cells = []
             for metric, (_, higher) in METRICS.items():
                 value = entry.get(metric)
@@ -591,7 +467,7 @@ def to_markdown(results: dict[str, Any], command: str = "") -> str:
                     cells.append("—")
                     continue
                 mark = ""
-                if name != "random map" and rand.get("available"):
+                if name != "random map" and rand:
                     beats = _beats(value, rand.get(metric), higher)
                     if beats is False:
                         mark = "†"
