@@ -42,18 +42,26 @@ class GradCAMTube(TubeAttribution, GradientAttribution):
 
     Transformers work through ``reshape``: ``None`` asks the architecture registry, which
     knows torchvision's ``swin3d_*`` (channels-last stages) and ``mvit_v1_b`` / ``mvit_v2_s``
-    (block outputs ``(tokens, thw)`` with a class token); see
-    :mod:`captum_video.registry.reshape`. A warning names a module that keeps more time steps
-    when the layer keeps fewer than a quarter of the input's frames. Maps are raw (not
-    normalised).
+    (block outputs ``(tokens, thw)`` with a class token), PyTorchVideo's MViT, and the token
+    layouts of Hugging Face's VideoMAE, TimeSformer, ViViT and X-CLIP (wrap those with
+    :func:`captum_video.registry.adapt`); see :mod:`captum_video.registry.reshape`. A warning
+    names a module that keeps more time steps when the layer keeps fewer than a quarter of the
+    input's frames, and one names the registry's default layer when the gradient at the layer
+    is zero everywhere (a head that reads only the class token gives the last block's grid no
+    gradient). Maps are raw (not normalised).
+
+    **Multi-pathway layers** (a SlowFast stage through the registry's adapter): one map per
+    pathway, each with its own channel weights; with one clip the tube is the sum of the
+    pathway maps up-sampled to the clip, with one clip per pathway each input gets its
+    pathway's map, and ``pathway=i`` picks one (see :mod:`captum_video.attr._tube`).
 
     Args:
         forward_func (nn.Module or callable): the model, returning ``(N, classes)`` scores.
         layer (nn.Module): the layer to explain; it must run once per forward pass.
         reshape (str or callable, optional): how to read the layer output as
             ``(N, K, T', H', W')``: ``None`` (ask the registry), ``"identity"``,
-            ``"swin3d"``, ``"mvit"``, or a function of the layer's output (a pure
-            re-indexing; it is applied to the gradient as well). Default: None
+            ``"swin3d"``, ``"mvit"``, ``"pathways"``, or a function of the layer's output (a
+            pure re-indexing; it is applied to the gradient as well). Default: None
 
     Example::
 
@@ -82,6 +90,7 @@ class GradCAMTube(TubeAttribution, GradientAttribution):
         interpolate: bool = True,
         interpolate_mode: str = "trilinear",
         attribute_to_layer_input: bool = False,
+        pathway: int | str | None = None,
     ) -> Tensor | tuple[Tensor, ...]:
         r"""Compute the Grad-CAM tube of ``target`` for each clip.
 
@@ -103,11 +112,15 @@ class GradCAMTube(TubeAttribution, GradientAttribution):
                 ``"nearest-exact"`` or ``"area"``. Default: ``"trilinear"``
             attribute_to_layer_input (bool, optional): explain the layer's input instead of
                 its output. Default: False
+            pathway (int or str, optional): for multi-pathway layers: ``None`` (each pathway
+                input gets its pathway's map; a single clip gets their sum), ``"sum"``, or
+                the index of one pathway. Default: None
 
         Returns:
             Tensor or tuple of Tensor: ``(N, 1, T, H, W)`` per input (a tuple for tuple inputs;
             non-video inputs get an empty tensor), or one ``(N, 1, T', H', W')`` layer map
-            with ``interpolate=False``. On the input's device.
+            with ``interpolate=False`` (a tuple of them, one per pathway, for multi-pathway
+            layers). On the input's device.
 
         Example::
 
@@ -126,6 +139,7 @@ class GradCAMTube(TubeAttribution, GradientAttribution):
             interpolate,
             interpolate_mode,
             attribute_to_layer_input,
+            pathway=pathway,
             temporal_weights=temporal_weights,
         )
 
@@ -141,17 +155,25 @@ class GradCAMTube(TubeAttribution, GradientAttribution):
         """Mean gradient of the target score per channel (and per time step with
         ``temporal_weights="per_step"``); see :meth:`TubeAttribution.channel_weights`."""
         name = self._layer_name(self.layer)
+        index = int(options.get("pathway", 0))
+        more = index < len(options.get("pathway_channels", ())) - 1  # pathways still to weight
         with torch.enable_grad():  # callers such as NoiseTunnel run us under no_grad
             scores = _select_targets(output, target)
             if not scores.requires_grad:
                 raise ValueError(f"the model's output does not depend on layer {name}")
-            (grad,) = torch.autograd.grad(scores.sum(), leaf)
-        grads = self.volume(captured, grad, acts.shape[0])
+            (grad,) = torch.autograd.grad(scores.sum(), leaf, retain_graph=more, allow_unused=True)
+        if grad is None:  # this pathway's tensor does not reach the output
+            grad = torch.zeros_like(leaf)
+        grads = self.volume(captured, grad, acts.shape[0], pathway=index)
         if not bool(grads.any()):
+            where = f" (pathway {index})" if len(options.get("pathway_channels", ())) > 1 else ""
+            hint = self._registry_hint() or (
+                "; if the head reads a class token (MViT, TimeSformer, ViViT), explain a block "
+                "before the last one"
+            )
             warnings.warn(
-                f"the gradient of the target at layer {name} is zero everywhere (after reshape), "
-                "so the tube is empty; if the head reads a class token (MViT), explain a block "
-                "before the last one",
+                f"the gradient of the target at layer {name}{where} is zero everywhere (after "
+                f"reshape), so the tube is empty{hint}",
                 UserWarning,
                 stacklevel=4,
             )

@@ -4,7 +4,7 @@ weights over a video layer's volume (CAM, Zhou et al., CVPR 2016, extended to 3-
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from captum._utils.common import _select_targets
@@ -53,7 +53,15 @@ class SaliencyTube(TubeAttribution):
     (``interpolate=False``); trilinear up-sampling changes the mean slightly at the borders.
     For such heads Grad-CAM without ReLU equals :math:`M_c / (T'H'W')`. Heads with a
     non-linearity after pooling, or MViT (it classifies the class token), break the identity:
-    use :class:`GradCAMTube` there.
+    use :class:`GradCAMTube` there (so do X3D's head, which convolves after pooling, and the
+    Hugging Face transformers).
+
+    **Multi-pathway layers** (PyTorchVideo SlowFast's last stage through the registry's
+    adapter): the head concatenates the pathways' pooled channels, so pathway ``p``'s map uses
+    the classifier's columns of its channels; the layer maps' means add up to the logit minus
+    the bias, :math:`\sum_p \mathrm{mean}(M_{c,p}) + b_c = y_c` (with a pool covering each
+    pathway's whole volume). With one clip the tube is the sum of the pathway maps up-sampled
+    to the clip; ``pathway=i`` picks one (see :class:`GradCAMTube`).
 
     Args:
         forward_func (nn.Module or callable): the model, returning ``(N, classes)`` scores.
@@ -86,7 +94,7 @@ class SaliencyTube(TubeAttribution):
     ) -> None:
         TubeAttribution.__init__(self, forward_func, layer, reshape)
         if classifier is None:
-            classifier = classifier_of(forward_func)
+            classifier = classifier_of(cast(nn.Module, forward_func))
         _classifier_weights(classifier)  # fail early on an unsupported head
         self.classifier = classifier
 
@@ -101,6 +109,7 @@ class SaliencyTube(TubeAttribution):
         interpolate: bool = True,
         interpolate_mode: str = "trilinear",
         attribute_to_layer_input: bool = False,
+        pathway: int | str | None = None,
     ) -> Tensor | tuple[Tensor, ...]:
         r"""Compute the Saliency Tube of ``target`` for each clip.
 
@@ -116,10 +125,12 @@ class SaliencyTube(TubeAttribution):
             interpolate_mode (str, optional): as in :meth:`GradCAMTube.attribute`.
                 Default: ``"trilinear"``
             attribute_to_layer_input (bool, optional): read the layer's input. Default: False
+            pathway (int or str, optional): for multi-pathway layers, as in
+                :meth:`GradCAMTube.attribute`. Default: None
 
         Returns:
             Tensor or tuple of Tensor: ``(N, 1, T, H, W)`` per input, or ``(N, 1, T', H', W')``
-            with ``interpolate=False``.
+            with ``interpolate=False`` (one per pathway for multi-pathway layers).
 
         Example::
 
@@ -134,6 +145,7 @@ class SaliencyTube(TubeAttribution):
             interpolate,
             interpolate_mode,
             attribute_to_layer_input,
+            pathway=pathway,
         )
 
     def channel_weights(
@@ -148,12 +160,19 @@ class SaliencyTube(TubeAttribution):
         """The classifier's weight row of each clip's target class, ``(N, K, 1, 1, 1)``; see
         :meth:`TubeAttribution.channel_weights`."""
         weight, _ = _classifier_weights(self.classifier)
-        if weight.shape[1] != acts.shape[1]:
+        channels = tuple(options.get("pathway_channels", (acts.shape[1],)))
+        index = int(options.get("pathway", 0))
+        if weight.shape[1] != sum(channels):
+            shown = f"{acts.shape[1]} channels (volume {tuple(acts.shape)})"
+            if len(channels) > 1:
+                shown = f"{sum(channels)} channels over its pathways {channels}"
             raise ValueError(
-                f"layer {self._layer_name(self.layer)} has {acts.shape[1]} channels (volume "
-                f"{tuple(acts.shape)}) but the classifier expects {weight.shape[1]} features; "
-                "for channels-last or token outputs pass reshape="
+                f"layer {self._layer_name(self.layer)} has {shown} but the classifier "
+                f"expects {weight.shape[1]} features; for channels-last or token outputs pass "
+                "reshape="
             )
+        offset = sum(channels[:index])  # a head concatenates the pathways' channels in order
+        weight = weight[:, offset : offset + int(acts.shape[1])]
         if target is None:
             raise ValueError("SaliencyTube needs a class target for a single-output model")
         rows = torch.arange(weight.shape[0], device=weight.device)

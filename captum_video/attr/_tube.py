@@ -12,6 +12,17 @@ outputs, and it records the autograd graph below the layer although only the gra
 the layer is needed. Here the forward runs without a graph up to the layer; a forward hook
 swaps the layer output for a fresh leaf and switches the graph on, so the backward stops at
 the layer.
+
+**Multi-pathway layers** (a SlowFast stage returns ``[slow, fast]``; the registry's
+``"pathways"`` reshape reads one volume per pathway) give one map per pathway, each weighted
+with its own channels. Up-sampled, the maps are combined as Captum combines per-input
+attributions: with one clip input per pathway (``(slow, fast)`` through the SlowFast adapter)
+each input gets its pathway's map; with a single clip the map is the **sum** of the pathway
+maps, each up-sampled to the clip's ``(T, H, W)`` (the head adds the pathways' pooled
+features, so for a pool + linear head the sum keeps the CAM identity
+:math:`\mathrm{mean}(M) + b_c \approx y_c`). ``pathway=i`` picks one pathway's map;
+``interpolate=False`` returns the layer maps, one per pathway, as Captum's layer methods do for
+layers with several outputs.
 """
 
 from __future__ import annotations
@@ -29,7 +40,14 @@ from captum.attr import LayerAttribution
 from torch import Tensor, nn
 
 from captum_video._validation import format_video_inputs, removing_hooks, resolve_target
-from captum_video.registry import ReshapeFn, first_tensor, reshape_for, resolve_reshape
+from captum_video.registry import (
+    ReshapeFn,
+    default_layer,
+    family_of,
+    first_tensor,
+    reshape_for,
+    resolve_reshape,
+)
 from captum_video.relevance import upsample_to_input
 
 __all__ = ["TubeAttribution"]
@@ -37,11 +55,32 @@ __all__ = ["TubeAttribution"]
 _INTERPOLATE_MODES = ("trilinear", "nearest", "nearest-exact", "area")
 
 
-def _replace_first(value: Any, tensor: Tensor) -> Any:
-    """``value`` (a tensor, or a tuple/list led by a tensor) with its first tensor replaced."""
+def _tensor_slots(value: Any) -> list[int]:
+    """Positions of the floating-point tensors of a layer's tuple / list output (a tensor
+    output: ``[0]``). The first is the explained tensor; a multi-pathway output has one per
+    pathway."""
+    if isinstance(value, Tensor):
+        return [0]
+    return [i for i, v in enumerate(value) if isinstance(v, Tensor) and v.is_floating_point()]
+
+
+def _replace_tensors(value: Any, tensors: list[Tensor]) -> Any:
+    """``value`` with its tensors (:func:`_tensor_slots`) replaced by ``tensors``, in order."""
+    if isinstance(value, Tensor):
+        return tensors[0]
+    items = list(value)
+    for slot, tensor in zip(_tensor_slots(value), tensors, strict=True):
+        items[slot] = tensor
+    return type(value)(items)
+
+
+def _replace_at(value: Any, index: int, tensor: Tensor) -> Any:
+    """``value`` with its ``index``-th tensor replaced (0: the first, as for one volume)."""
     if isinstance(value, Tensor):
         return tensor
-    return type(value)((tensor, *value[1:]))
+    items = list(value)
+    items[_tensor_slots(value)[index]] = tensor
+    return type(value)(items)
 
 
 def _run_and_capture(
@@ -51,7 +90,7 @@ def _run_and_capture(
     additional_forward_args: Any,
     attribute_to_layer_input: bool,
     track_grad: bool,
-) -> tuple[Tensor, Tensor, Any]:
+) -> tuple[Tensor, list[Tensor], Any]:
     """Run the model once and capture the layer's output (or input).
 
     With ``track_grad`` the forward runs under ``no_grad`` up to the layer; the hook replaces
@@ -59,11 +98,12 @@ def _run_and_capture(
     only the part above the layer. The leaf is passed on as a clone, so in-place operations
     after the layer (``out += residual``) cannot touch it.
 
-    Returns ``(model_output, leaf, captured)`` where ``captured`` is the layer's output (or
-    input tuple) with ``leaf`` in place of its first tensor.
+    Every floating-point tensor of a tuple / list output becomes a leaf (one per pathway of a
+    multi-pathway stage). Returns ``(model_output, leaves, captured)`` where ``captured`` is
+    the layer's output (or input tuple) with the leaves in place of its tensors.
     """
     where = "input" if attribute_to_layer_input else "output"
-    captured: list[tuple[Tensor, Any]] = []
+    captured: list[tuple[list[Tensor], Any]] = []
 
     def swap(value: Any) -> Any:
         if captured:
@@ -71,12 +111,16 @@ def _run_and_capture(
                 f"the layer runs more than once in one forward pass ({type(layer).__name__}); "
                 "a tube needs a layer that runs exactly once, e.g. a stage of the network"
             )
-        leaf = first_tensor(value, where).detach()
+        first_tensor(value, where)  # a tensor, or a tuple / list led by one
+        slots = _tensor_slots(value)
+        leaves = [(value if isinstance(value, Tensor) else value[i]).detach() for i in slots]
         if track_grad:
-            leaf.requires_grad_(True)
+            for leaf in leaves:
+                leaf.requires_grad_(True)
             torch.set_grad_enabled(True)  # grad mode is restored by the caller's no_grad block
-        captured.append((leaf, _replace_first(value, leaf)))
-        return _replace_first(value, leaf.clone() if track_grad else leaf)
+        captured.append((leaves, _replace_tensors(value, leaves)))
+        # A new container for the model: layers after it may fill a list in place (PyTorchVideo).
+        return _replace_tensors(value, [leaf.clone() if track_grad else leaf for leaf in leaves])
 
     with removing_hooks() as handles, torch.no_grad():
         if attribute_to_layer_input:
@@ -90,9 +134,13 @@ def _run_and_capture(
             "that the model calls"
         )
     if not isinstance(output, Tensor):
-        raise TypeError(f"the model must return a tensor of scores, got {type(output).__name__}")
-    leaf, value = captured[0]
-    return output, leaf, value
+        raise TypeError(
+            f"the model must return a tensor of scores, got {type(output).__name__}; wrap "
+            "models that return a ModelOutput or take other layouts with "
+            "captum_video.registry.adapt(model)"
+        )
+    leaves, value = captured[0]
+    return output, leaves, value
 
 
 def _upsample(cam: Tensor, inputs: tuple[Tensor, ...], mode: str) -> tuple[Tensor, ...]:
@@ -103,7 +151,8 @@ def _upsample(cam: Tensor, inputs: tuple[Tensor, ...], mode: str) -> tuple[Tenso
     maps = []
     for inp in inputs:
         if inp.dim() == 5:
-            maps.append(upsample_to_input(cam, tuple(inp.shape[2:]), mode).to(inp.dtype))
+            size = (int(inp.shape[2]), int(inp.shape[3]), int(inp.shape[4]))
+            maps.append(upsample_to_input(cam, size, mode).to(inp.dtype))
         else:
             maps.append(torch.empty(0, device=cam.device, dtype=cam.dtype))
     return tuple(maps)
@@ -118,15 +167,17 @@ class TubeAttribution(LayerAttribution):
     each clip's predicted class), asks :meth:`channel_weights` for weights ``w`` broadcastable
     to ``A``, and returns :math:`\sum_k w_k A_k` (optionally ReLU'd), up-sampled to each
     input's ``(T, H, W)``. A warning names a module that keeps more time steps when the layer
-    keeps fewer than a quarter of the input's frames.
+    keeps fewer than a quarter of the input's frames. A multi-pathway layer gives one volume
+    per pathway; :meth:`channel_weights` is then called once per pathway (see the module
+    docstring for how the maps are combined).
 
     Args:
         forward_func (nn.Module or callable): the model, returning ``(N, classes)`` scores.
         layer (nn.Module): the layer to explain; it must run once per forward pass.
         reshape (str or callable, optional): how to read the layer output as
             ``(N, K, T', H', W')``: ``None`` (ask the registry), ``"identity"``,
-            ``"swin3d"``, ``"mvit"``, or a function of the layer's output (a pure
-            re-indexing; it is applied to the gradient as well). Default: None
+            ``"swin3d"``, ``"mvit"``, ``"pathways"``, or a function of the layer's output (a
+            pure re-indexing; it is applied to the gradient as well). Default: None
 
     Returns:
         A tube method; subclasses define ``attribute``.
@@ -169,10 +220,15 @@ class TubeAttribution(LayerAttribution):
             output (Tensor): the model's output (with a graph above the layer when
                 :attr:`needs_gradient`).
             target: the resolved target (``None`` only for single-output models).
-            leaf (Tensor): the layer's tensor as the leaf the graph starts from.
-            captured (Any): the layer's output (or input) with ``leaf`` in its first place.
-            acts (Tensor): the layer's volume, detached.
-            **options: the method's own options (e.g. ``temporal_weights``).
+            leaf (Tensor): the layer's tensor as the leaf the graph starts from (for a
+                multi-pathway layer: this pathway's tensor).
+            captured (Any): the layer's output (or input) with the leaves in place of its
+                tensors.
+            acts (Tensor): the layer's volume (this pathway's), detached.
+            **options: the method's own options (e.g. ``temporal_weights``), and
+                ``pathway`` (the index of the volume, 0 for single volumes) and
+                ``pathway_channels`` (the channels of every pathway's volume, in order: a
+                head that concatenates pathways reads them at these offsets).
 
         Returns:
             Tensor: the weights, e.g. ``(N, K, 1, 1, 1)`` or ``(N, K, T', 1, 1)``.
@@ -187,15 +243,21 @@ class TubeAttribution(LayerAttribution):
         interpolate: bool,
         interpolate_mode: str,
         attribute_to_layer_input: bool,
+        *,
+        pathway: int | str | None = None,
         **options: Any,
     ) -> Tensor | tuple[Tensor, ...]:
-        """The tube pipeline; ``attribute`` of a subclass calls it with its own options."""
+        """The tube pipeline; ``attribute`` of a subclass calls it with its own options.
+
+        ``pathway`` (multi-pathway layers): ``None`` (one map per pathway input, else their
+        sum), an index, or ``"sum"``.
+        """
         is_tuple, formatted = format_video_inputs(inputs)
         if interpolate_mode not in _INTERPOLATE_MODES:
             raise ValueError(
                 f"interpolate_mode must be one of {_INTERPOLATE_MODES}, got {interpolate_mode!r}"
             )
-        output, leaf, captured = _run_and_capture(
+        output, leaves, captured = _run_and_capture(
             self.forward_func,
             self.layer,
             formatted,
@@ -203,24 +265,99 @@ class TubeAttribution(LayerAttribution):
             attribute_to_layer_input,
             track_grad=self.needs_gradient,
         )
-        acts = self.volume(captured, leaf.detach(), formatted[0].shape[0])
+        batch = int(formatted[0].shape[0])
+        acts = self._volumes(_replace_tensors(captured, [v.detach() for v in leaves]), batch)
+        if len(acts) > 1 and len(acts) != len(leaves):
+            raise ValueError(
+                f"the reshape gives {len(acts)} volumes from a layer output with {len(leaves)} "
+                "tensors; a multi-pathway reshape must give one volume per tensor, in order"
+            )
+        pathway = self._check_pathway(pathway, len(acts), interpolate)
         target = resolve_target(output, target)
-        weights = self.channel_weights(output, target, leaf, captured, acts, **options)
-        self._warn_if_coarse_in_time(acts, formatted, additional_forward_args)
-        cam = torch.sum(weights.to(acts.dtype) * acts, dim=1, keepdim=True)
-        if relu_attributions:
-            cam = F.relu(cam)
+        channels = tuple(int(a.shape[1]) for a in acts)
+        cams = []
+        for index, volume in enumerate(acts):
+            leaf = leaves[index] if len(acts) > 1 else leaves[0]
+            weights = self.channel_weights(
+                output,
+                target,
+                leaf,
+                captured,
+                volume,
+                pathway=index,
+                pathway_channels=channels,
+                **options,
+            )
+            cam = torch.sum(weights.to(volume.dtype) * volume, dim=1, keepdim=True)
+            cams.append(F.relu(cam) if relu_attributions else cam)
+        finest = max(acts, key=lambda a: int(a.shape[2]))
+        self._warn_if_coarse_in_time(finest, formatted, additional_forward_args)
+        if len(cams) == 1:
+            if not interpolate:
+                return cams[0]
+            return _format_output(is_tuple, _upsample(cams[0], formatted, interpolate_mode))
+        if isinstance(pathway, int):
+            if not interpolate:
+                return cams[pathway]
+            return _format_output(is_tuple, _upsample(cams[pathway], formatted, interpolate_mode))
         if not interpolate:
-            return cam
-        return _format_output(is_tuple, _upsample(cam, formatted, interpolate_mode))
+            return tuple(cams)  # one layer map per pathway, as Captum's layer methods
+        videos = [inp for inp in formatted if inp.dim() == 5]
+        if pathway is None and len(formatted) == len(cams) and len(videos) == len(cams):
+            maps = tuple(
+                _upsample(cam, (inp,), interpolate_mode)[0]
+                for cam, inp in zip(cams, formatted, strict=True)
+            )
+        else:
+            ups = [_upsample(cam, formatted, interpolate_mode) for cam in cams]
+            maps = tuple(
+                torch.stack([up[i] for up in ups]).sum(0) if inp.dim() == 5 else ups[0][i]
+                for i, inp in enumerate(formatted)
+            )
+        return _format_output(is_tuple, maps)
 
-    def volume(self, captured: Any, tensor: Tensor, batch: int) -> Tensor:
-        """``captured`` with ``tensor`` in its first place, reshaped to ``(N, K, T', H', W')``.
+    @staticmethod
+    def _check_pathway(pathway: Any, count: int, interpolate: bool) -> int | str | None:
+        if pathway is None or pathway == "sum":
+            if pathway == "sum" and count > 1 and not interpolate:
+                raise ValueError(
+                    "pathway='sum' needs interpolate=True: the pathways' layer maps differ in "
+                    "size; interpolate=False gives one layer map per pathway"
+                )
+            return pathway
+        if isinstance(pathway, int) and not isinstance(pathway, bool) and 0 <= pathway < count:
+            return pathway
+        raise ValueError(
+            f"pathway must be None, 'sum' or an index below {count} (the layer gives {count} "
+            f"volume{'s' if count > 1 else ''}), got {pathway!r}"
+        )
+
+    def _volumes(self, captured: Any, batch: int) -> tuple[Tensor, ...]:
+        """``reshape(captured)`` as a tuple of volumes (one per pathway), validated."""
+        reshaped = self.reshape(captured)
+        volumes = tuple(reshaped) if isinstance(reshaped, (tuple, list)) else (reshaped,)
+        for volume in volumes:
+            if not isinstance(volume, Tensor) or volume.dim() != 5 or volume.shape[0] != batch:
+                shape = tuple(volume.shape) if isinstance(volume, Tensor) else type(volume).__name__
+                raise ValueError(
+                    f"layer {self._layer_name(self.layer)} gives {shape} after reshape, but a "
+                    f"tube needs a (N={batch}, K, T', H', W') volume with a time axis: pick a "
+                    "3-D conv stage (not the pooled features or the classifier), or pass "
+                    "reshape= for token / channels-last outputs (presets: 'swin3d', 'mvit', "
+                    "'pathways'); Hugging Face models get their token layout from the registry "
+                    "when wrapped with captum_video.registry.adapt(model)"
+                )
+        return volumes
+
+    def volume(self, captured: Any, tensor: Tensor, batch: int, pathway: int = 0) -> Tensor:
+        """``captured`` with ``tensor`` in place of pathway ``pathway``'s tensor (the first
+        tensor for single volumes), reshaped to ``(N, K, T', H', W')``.
 
         Args:
             captured (Any): the layer's output (or input), as captured.
             tensor (Tensor): the layer tensor to read (its activations or their gradient).
             batch (int): the number of clips N.
+            pathway (int, optional): which volume of a multi-pathway layer. Default: 0
 
         Returns:
             Tensor: the volume.
@@ -228,16 +365,23 @@ class TubeAttribution(LayerAttribution):
         Raises:
             ValueError: the reshape does not give a 5-D volume of ``batch`` clips.
         """
-        volume = self.reshape(_replace_first(captured, tensor))
-        if not isinstance(volume, Tensor) or volume.dim() != 5 or volume.shape[0] != batch:
-            shape = tuple(volume.shape) if isinstance(volume, Tensor) else type(volume).__name__
-            raise ValueError(
-                f"layer {self._layer_name(self.layer)} gives {shape} after reshape, but a tube "
-                f"needs a (N={batch}, K, T', H', W') volume with a time axis: pick a 3-D conv "
-                "stage (not the pooled features or the classifier), or pass reshape= for token "
-                "/ channels-last outputs (presets: 'swin3d', 'mvit')"
-            )
-        return volume
+        return self._volumes(_replace_at(captured, pathway, tensor), batch)[pathway]
+
+    def _registry_hint(self) -> str:
+        """Name the registry's default layer for the model when it is not the explained one."""
+        model = self.forward_func
+        if not isinstance(model, nn.Module):
+            return ""
+        try:
+            name, module = default_layer(model)
+        except ValueError:
+            return ""
+        if module is self.layer:
+            return ""
+        return (
+            f"; the registry's default layer for this model ({family_of(model).name}) is "
+            f"'{name}': pass model.get_submodule('{name}')"
+        )
 
     def _layer_name(self, module: nn.Module) -> str:
         if isinstance(self.forward_func, nn.Module):
@@ -249,7 +393,8 @@ class TubeAttribution(LayerAttribution):
     def _warn_if_coarse_in_time(
         self, volume: Tensor, inputs: tuple[Tensor, ...], additional_forward_args: Any
     ) -> None:
-        frames, steps = int(inputs[0].shape[2]), int(volume.shape[2])
+        frames = max(int(inp.shape[2]) for inp in inputs if inp.dim() == 5)
+        steps = int(volume.shape[2])
         if 4 * steps >= frames:
             return
         if frames not in self._better_layer:
@@ -269,7 +414,7 @@ class TubeAttribution(LayerAttribution):
         model = self.forward_func
         if not isinstance(model, nn.Module):
             return None
-        frames = int(inputs[0].shape[2])
+        frames = max(int(inp.shape[2]) for inp in inputs if inp.dim() == 5)
         names = {m: n for n, m in model.named_modules()}
         depth = names.get(self.layer, "").count(".")
         ancestors = {m for m in model.modules() if any(c is self.layer for c in m.modules())}
@@ -283,6 +428,8 @@ class TubeAttribution(LayerAttribution):
                 vol = resolve_reshape(reshape_for(model, module), model, module)(out)
             except (TypeError, ValueError, RuntimeError, IndexError):
                 return
+            if isinstance(vol, (tuple, list)) and vol:  # pathways: the finest in time
+                vol = max(vol, key=lambda v: int(v.shape[2]) if isinstance(v, Tensor) else -1)
             if isinstance(vol, Tensor) and vol.dim() == 5 and 4 * vol.shape[2] >= frames:
                 found.append((f"'{name}'", int(vol.shape[2])))
 

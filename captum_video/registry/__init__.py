@@ -4,9 +4,12 @@ Per family (a :class:`ModelFamily`): input layout, default layer of the tube met
 reshape of layer outputs, normalisation preset, classifier head, residual blocks for LRP
 canonizers, class names, the model names the command line accepts, and the fewest frames the
 model takes. Registered here: torchvision's video models (:mod:`.torchvision`) and
-captum-video's demo models (:mod:`.demo`). Register your own family with
-:func:`register_family`; everything that asks the registry (the tube methods, DeepTaylor3D's
-bounds and canonizers, the data-set pipeline, the command line) then knows it.
+captum-video's demo models (:mod:`.demo`); Hugging Face's VideoMAE, TimeSformer, ViViT and
+X-CLIP vision (:mod:`.huggingface`) and PyTorchVideo's X3D, SlowFast, ResNets and MViT
+(:mod:`.pytorchvideo`) once their library is imported. :func:`adapt` wraps models that do not
+take ``(N, C, T, H, W)`` clips and return scores (Hugging Face, SlowFast). Register your own
+family with :func:`register_family`; everything that asks the registry (the tube methods,
+DeepTaylor3D's bounds and canonizers, the data-set pipeline, the command line) then knows it.
 
 Example::
 
@@ -26,6 +29,7 @@ from captum_video.registry._family import (
     family_of,
     find_family,
     register_family,
+    register_optional_families,
 )
 from captum_video.registry._queries import (
     class_names_of,
@@ -38,33 +42,51 @@ from captum_video.registry._queries import (
     reshape_for,
     residual_block_forwards,
 )
-from captum_video.registry.loading import load_model, read_state_dict
+from captum_video.registry.adapters import (
+    FramesAsBatchAdapter,
+    HFVideoAdapter,
+    PathwayAdapter,
+    VideoAdapter,
+    adapt,
+    pack_pathways,
+)
+from captum_video.registry.loading import load_model, parse_model_name, read_state_dict
 from captum_video.registry.normalization import (
     NORMALIZATION_PRESETS,
     bounds_from_normalization,
     normalization_stats,
+    preset_for_stats,
 )
 from captum_video.registry.reshape import (
     RESHAPE_PRESETS,
     ReshapeFn,
+    TokenReshape,
     channels_first,
     channels_last_to_channels_first,
     first_tensor,
     mvit_tokens_to_volume,
+    pathways_to_volumes,
     resolve_reshape,
     token_grid_to_volume,
+    tokens_to_volume,
 )
 from captum_video.registry.torchvision import KINETICS400_CLASSES
 
 __all__ = [
     "GENERIC",
     "KINETICS400_CLASSES",
+    "FramesAsBatchAdapter",
+    "HFVideoAdapter",
     "Layout",
     "ModelFamily",
     "NORMALIZATION_PRESETS",
+    "PathwayAdapter",
     "RESHAPE_PRESETS",
     "ReshapeFn",
     "ResidualForward",
+    "TokenReshape",
+    "VideoAdapter",
+    "adapt",
     "bounds_from_normalization",
     "channels_first",
     "channels_last_to_channels_first",
@@ -82,10 +104,16 @@ __all__ = [
     "mvit_tokens_to_volume",
     "normalization_of",
     "normalization_stats",
+    "pack_pathways",
+    "parse_model_name",
+    "pathways_to_volumes",
+    "preset_for_stats",
     "read_state_dict",
     "register_family",
+    "register_optional_families",
     "reshape_for",
     "residual_block_forwards",
     "resolve_reshape",
     "token_grid_to_volume",
+    "tokens_to_volume",
 ]

@@ -8,9 +8,13 @@ fewest frames the model can take. Methods, the data-set pipeline and the command
 registry through the functions below; supporting a new family means registering an entry, not
 editing the methods.
 
-A model belongs to a family when it is an instance of one of the family's ``model_types``; a
-model that *wraps* a registered one (``nn.Sequential(normalize, r3d_18)``) is looked up through
+A model belongs to a family when it is an instance of one of the family's ``model_types`` (and,
+where the family says, passes its ``matches`` test: PyTorchVideo builds X3D, SlowFast and its
+ResNets all as a ``Net``); a model that *wraps* a registered one (``nn.Sequential(normalize,
+r3d_18)``, or the forward adapter of :func:`~captum_video.registry.adapt`) is looked up through
 its first registered sub-module, and layer names are given relative to the outer model.
+Families of optional libraries (Hugging Face ``transformers``, PyTorchVideo) are registered the
+first time the registry is asked after the library was imported.
 Models that match nothing get :data:`GENERIC`, which guesses like a person would (the last
 ``layer4`` / ``layer3`` / ``features`` stage, a head at ``fc`` / ``head`` / ``classifier``).
 """
@@ -19,9 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from torch import Tensor, nn
+
+from captum_video.registry._optional import optional_family_modules
 
 __all__ = [
     "GENERIC",
@@ -32,15 +38,20 @@ __all__ = [
     "family_of",
     "find_family",
     "register_family",
+    "register_optional_families",
 ]
 
 #: How a family takes a clip: ``"NCTHW"`` (torchvision, most 3-D CNNs), ``"NTCHW"`` (Hugging
-#: Face video transformers) or ``"pathways"`` (a list of clips at several frame rates).
-Layout = Literal["NCTHW", "NTCHW", "pathways"]
+#: Face video transformers), ``"frames"`` (the frames as a batch of images ``(N * T, C, H, W)``,
+#: X-CLIP's vision tower) or ``"pathways"`` (a list of clips at several frame rates, SlowFast).
+Layout = Literal["NCTHW", "NTCHW", "frames", "pathways"]
 
 #: ``forward(block, x, add)``: a residual block's forward with its residual sum written as
 #: ``add(out, residual)``, so an LRP canonizer can route the sum through a module of its own.
 ResidualForward = Callable[[nn.Module, Tensor, Callable[[Tensor, Tensor], Tensor]], Tensor]
+
+#: ``root -> (T, H, W)`` (or None): a family's clip size read from the model itself.
+SizeOf = Callable[[nn.Module], "tuple[int, int, int] | None"]
 
 
 def _identity_reshape(_root: nn.Module, _layer: nn.Module) -> str:
@@ -58,7 +69,9 @@ class ModelFamily:
             explain by default, or ``root -> name``. Default: None (no default)
         layer_reshape (callable, optional): ``(root, layer) -> preset`` naming the reshape
             preset of :data:`~captum_video.registry.RESHAPE_PRESETS` that reads ``layer``'s
-            output as a volume. Default: always ``"identity"``
+            output as a volume, or returning a reshape function (a
+            :class:`~captum_video.registry.TokenReshape` on the model's token grid).
+            Default: always ``"identity"``
         reshape_layer_types (mapping, optional): layer classes that imply a preset wherever
             they appear (used when the model is a plain function). Default: empty
         normalization (str, optional): the preset of
@@ -74,9 +87,18 @@ class ModelFamily:
         constructors (mapping, optional): ``{model name: factory(num_classes=...)}`` for the
             names :func:`~captum_video.registry.load_model` and the command line accept.
             Default: empty
-        min_frames (int, optional): the fewest frames the model can take. Default: 1
-        input_size (tuple of int, optional): the ``(T, H, W)`` clips the family's weights
-            were trained on (the command line's default clip). Default: None
+        min_frames (int or callable, optional): the fewest frames the model can take, or
+            ``root -> int``. Default: 1
+        input_size (tuple of int or callable, optional): the ``(T, H, W)`` clips the family's
+            weights were trained on (the command line's default clip), or
+            ``root -> (T, H, W) or None`` for families whose size is in the model's config.
+            Default: None
+        matches (callable, optional): ``root -> bool``, a further test for instances of
+            ``model_types`` (families that share a class). Default: None (every instance)
+        adapter (callable, optional): ``(root, **options) -> nn.Module``, the forward adapter
+            that makes the model take ``(N, C, T, H, W)`` clips and return ``(N, classes)``
+            scores (:func:`~captum_video.registry.adapt`). Default: None (the model already
+            does)
 
     Returns:
         A family, to pass to :func:`register_family`.
@@ -91,7 +113,7 @@ class ModelFamily:
     name: str
     model_types: tuple[type, ...]
     default_layer: str | Callable[[nn.Module], str] | None = None
-    layer_reshape: Callable[[nn.Module, nn.Module], str] = _identity_reshape
+    layer_reshape: Callable[[nn.Module, nn.Module], Any] = _identity_reshape
     reshape_layer_types: Mapping[type, str] = field(default_factory=dict)
     normalization: str = "none"
     head: str | Callable[[nn.Module], nn.Module | None] | None = None
@@ -99,11 +121,41 @@ class ModelFamily:
     residual_blocks: Mapping[type, ResidualForward] = field(default_factory=dict)
     class_names: Sequence[str] | Callable[[nn.Module], Sequence[str] | None] | None = None
     constructors: Mapping[str, Callable[..., nn.Module]] = field(default_factory=dict)
-    min_frames: int = 1
-    input_size: tuple[int, int, int] | None = None
+    min_frames: int | Callable[[nn.Module], int] = 1
+    input_size: tuple[int, int, int] | SizeOf | None = None
+    matches: Callable[[nn.Module], bool] | None = None
+    adapter: Callable[..., nn.Module] | None = None
+
+    def owns(self, module: Any) -> bool:
+        """Whether ``module`` itself belongs to this family (type, then ``matches``)."""
+        if not isinstance(module, self.model_types):
+            return False
+        return self.matches is None or bool(self.matches(cast(nn.Module, module)))
 
 
 _FAMILIES: dict[str, ModelFamily] = {}
+
+
+def register_optional_families(library: str | None = None) -> None:
+    """Register the families of the optional libraries already imported (and of ``library``).
+
+    Called by every lookup, so a model of ``transformers`` or PyTorchVideo finds its family
+    without ``import captum_video`` importing those libraries; cheap once done.
+
+    Args:
+        library (str, optional): ``"transformers"`` or ``"pytorchvideo"``, imported if needed.
+
+    Raises:
+        ImportError: ``library`` is not installed; the message names the pip extra.
+
+    Example::
+
+        >>> register_optional_families()   # nothing to do unless transformers was imported
+    """
+    for module in optional_family_modules(library):
+        for family in getattr(module, "FAMILIES", ()):
+            if family.name not in _FAMILIES:
+                _FAMILIES[family.name] = family
 
 
 def register_family(family: ModelFamily, *, replace: bool = False) -> ModelFamily:
@@ -147,6 +199,7 @@ def families() -> list[ModelFamily]:
         >>> "torchvision-video-resnet" in [f.name for f in families()]
         True
     """
+    register_optional_families()
     return list(_FAMILIES.values())
 
 
@@ -170,9 +223,10 @@ def find_family(model: Any) -> tuple[ModelFamily, nn.Module | None, str]:
     """
     if not isinstance(model, nn.Module):
         return GENERIC, None, ""
+    register_optional_families()
     for prefix, module in model.named_modules():
         for family in _FAMILIES.values():
-            if isinstance(module, family.model_types):
+            if family.owns(module):
                 return family, module, prefix
     return GENERIC, model, ""
 

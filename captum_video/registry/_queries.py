@@ -13,6 +13,8 @@ from captum_video.registry._family import (
     family_of,
     find_family,
 )
+from captum_video.registry._optional import PYTORCHVIDEO_MODELS, installed
+from captum_video.registry.adapters import VideoAdapter
 
 __all__ = [
     "class_names_of",
@@ -29,6 +31,15 @@ __all__ = [
 
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix and name else prefix or name
+
+
+def _adapter_says(model: Any, attribute: str) -> Any:
+    """What the first forward adapter in ``model`` records about it (None if nothing)."""
+    if isinstance(model, nn.Module):
+        for module in model.modules():
+            if isinstance(module, VideoAdapter) and getattr(module, attribute, None) is not None:
+                return getattr(module, attribute)
+    return None
 
 
 def default_layer(model: nn.Module) -> tuple[str, nn.Module]:
@@ -66,7 +77,7 @@ def default_layer(model: nn.Module) -> tuple[str, nn.Module]:
     return full, model.get_submodule(full)
 
 
-def reshape_for(model: Any, layer: nn.Module) -> str:
+def reshape_for(model: Any, layer: nn.Module) -> Any:
     """Name the reshape preset that reads ``layer``'s output as ``(N, K, T', H', W')``.
 
     Args:
@@ -74,7 +85,9 @@ def reshape_for(model: Any, layer: nn.Module) -> str:
         layer (nn.Module): the explained layer.
 
     Returns:
-        str: a key of :data:`~captum_video.registry.RESHAPE_PRESETS`.
+        str or callable: a key of :data:`~captum_video.registry.RESHAPE_PRESETS`, or a reshape
+        function for layouts that depend on the model's config (a
+        :class:`~captum_video.registry.TokenReshape` for Hugging Face transformers).
 
     Example::
 
@@ -86,16 +99,14 @@ def reshape_for(model: Any, layer: nn.Module) -> str:
     for family in [*families(), GENERIC]:
         if isinstance(model, nn.Module):
             for module in model.modules():
-                if isinstance(module, family.model_types) and any(
-                    m is layer for m in module.modules()
-                ):
+                if family.owns(module) and any(m is layer for m in module.modules()):
                     return family.layer_reshape(module, layer)
     for family in families():
         for layer_type, preset in family.reshape_layer_types.items():
             # A layer of such a type, or a stage made of them (a Sequential of Swin blocks).
             stage = isinstance(layer, nn.Sequential) and len(layer) > 0
             if isinstance(layer, layer_type) or (
-                stage and all(isinstance(m, layer_type) for m in layer)
+                stage and all(isinstance(m, layer_type) for m in layer.children())
             ):
                 return preset
     return "identity"
@@ -103,6 +114,9 @@ def reshape_for(model: Any, layer: nn.Module) -> str:
 
 def normalization_of(model: Any) -> str:
     """The normalisation preset ``model``'s family expects (``"none"``: raw ``[0, 1]``).
+
+    A forward adapter that records its own preset (a Hugging Face model loaded with its saved
+    image processor, :func:`~captum_video.registry.load_model`) overrides the family's.
 
     Args:
         model (nn.Module): the model.
@@ -116,7 +130,8 @@ def normalization_of(model: Any) -> str:
         >>> normalization_of(r3d_18())
         'kinetics'
     """
-    return family_of(model).normalization
+    recorded = _adapter_says(model, "normalization")
+    return str(recorded) if recorded is not None else family_of(model).normalization
 
 
 def classifier_of(model: nn.Module) -> nn.Module:
@@ -194,13 +209,20 @@ def min_frames_of(model: Any) -> int:
         >>> min_frames_of(C3DSmall())
         4
     """
-    return max(1, int(family_of(model).min_frames))
+    family, root, _ = find_family(model)
+    frames = family.min_frames
+    if callable(frames):
+        frames = frames(root) if root is not None else 1
+    return max(1, int(frames))
 
 
 def input_size_of(
     model: Any, default: tuple[int, int, int] = (16, 112, 112)
 ) -> tuple[int, int, int]:
     """The ``(T, H, W)`` clips ``model``'s family was trained on.
+
+    A forward adapter's ``input_size`` (a fixed-size transformer's config) comes first, then
+    the family's (read from the model where the family says how).
 
     Args:
         model (nn.Module): the model.
@@ -216,8 +238,13 @@ def input_size_of(
         >>> input_size_of(C3DSmall())
         (16, 32, 32)
     """
-    size = family_of(model).input_size
-    return tuple(size) if size is not None else default  # type: ignore[return-value]
+    size = _adapter_says(model, "input_size")
+    if size is None:
+        family, root, _ = find_family(model)
+        size = family.input_size
+        if callable(size):
+            size = size(root) if root is not None else None
+    return tuple(int(s) for s in size) if size is not None else default  # type: ignore[return-value]
 
 
 def residual_block_forwards() -> dict[type, ResidualForward]:
@@ -241,6 +268,10 @@ def residual_block_forwards() -> dict[type, ResidualForward]:
 def model_names() -> list[str]:
     """The model names :func:`~captum_video.registry.load_model` and the CLI accept.
 
+    Besides these, ``"hf:<folder>"`` names a Hugging Face ``save_pretrained`` folder
+    (:func:`~captum_video.registry.parse_model_name`). The ``"pytorchvideo:<builder>"`` names
+    are listed when PyTorchVideo is installed (without importing it).
+
     Returns:
         list of str: in registration order.
 
@@ -249,4 +280,7 @@ def model_names() -> list[str]:
         >>> "r3d_18" in model_names()
         True
     """
-    return [name for family in families() for name in family.constructors]
+    names = [name for family in families() for name in family.constructors]
+    if installed("pytorchvideo"):
+        names += [f"pytorchvideo:{name}" for name in PYTORCHVIDEO_MODELS]
+    return list(dict.fromkeys(names))

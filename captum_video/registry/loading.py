@@ -1,4 +1,11 @@
-"""Build a registered model by name and load its weights from a local file (no download)."""
+"""Build a registered model by name and load its weights from a local file (no download).
+
+Names: the registered constructors (``"r3d_18"``, ``"demo"``, ...; see
+:func:`~captum_video.registry.model_names`), ``"pytorchvideo:<hub builder>"`` (e.g.
+``"pytorchvideo:x3d_xs"``, built with ``pretrained=False``) and ``"hf:<folder>"`` (a local
+Hugging Face ``save_pretrained`` folder). Models that do not take ``(N, C, T, H, W)`` clips
+come back wrapped in their forward adapter (:func:`~captum_video.registry.adapt`).
+"""
 
 from __future__ import annotations
 
@@ -9,16 +16,56 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from captum_video.registry._family import families
+from captum_video.registry._family import families, register_optional_families
 from captum_video.registry._queries import model_names
+from captum_video.registry.adapters import adapt
 
-__all__ = ["load_model", "read_state_dict"]
+__all__ = ["load_model", "parse_model_name", "read_state_dict"]
+
+#: Name prefixes of models from optional libraries -> the library.
+_SCHEMES = {"hf": "transformers", "pytorchvideo": "pytorchvideo"}
+
+
+def parse_model_name(name: str) -> tuple[str, str]:
+    """Split a model name into ``(scheme, rest)``: ``("hf", folder)``,
+    ``("pytorchvideo", builder)`` or ``("", name)`` for the registered names.
+
+    Args:
+        name (str): a model name.
+
+    Returns:
+        tuple of str: the scheme (``""`` for plain names) and the rest.
+
+    Raises:
+        ValueError: an unknown scheme, or an empty folder / builder.
+
+    Example::
+
+        >>> parse_model_name("hf:/models/videomae-k400")
+        ('hf', '/models/videomae-k400')
+        >>> parse_model_name("r3d_18")
+        ('', 'r3d_18')
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a model name must be a non-empty string, got {name!r}")
+    scheme, sep, rest = name.partition(":")
+    if not sep or (len(scheme) == 1 and os.name == "nt"):  # a Windows drive is no scheme
+        return "", name
+    if scheme not in _SCHEMES:
+        raise ValueError(
+            f"unknown model scheme {scheme!r} in {name!r}; use 'hf:<folder>', "
+            "'pytorchvideo:<builder>' or one of model_names()"
+        )
+    if not rest:
+        raise ValueError(f"{name!r} names no {'folder' if scheme == 'hf' else 'builder'}")
+    return scheme, rest
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     """Read a state dict from a local checkpoint file.
 
-    Checkpoints that wrap the state dict under ``"state_dict"`` or ``"model"`` and
+    Checkpoints that wrap the state dict under ``"state_dict"``, ``"model"`` or
+    ``"model_state"`` (PyTorchVideo's model zoo) and
     ``DataParallel`` / ``DistributedDataParallel`` ``module.`` prefixes are accepted.
 
     Args:
@@ -44,7 +91,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
         loaded: Any = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - re-raised with the file's name
         raise ValueError(f"cannot read weights file {file}: {err}") from err
-    for key in ("state_dict", "model"):
+    for key in ("state_dict", "model", "model_state"):
         if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
             loaded = loaded[key]
     if not isinstance(loaded, dict) or not all(isinstance(v, Tensor) for v in loaded.values()):
@@ -93,12 +140,17 @@ def load_model(
 
     Pretrained weights are never downloaded: pass the path of a state dict (for instance one
     saved from ``torchvision.models.video.r3d_18(weights="DEFAULT").state_dict()`` on a
-    machine with network access). Without ``weights`` torchvision models keep random weights;
-    the demo names load their bundled checkpoints.
+    machine with network access, or a PyTorchVideo model-zoo checkpoint). Without ``weights``
+    torchvision and PyTorchVideo models keep random weights; the demo names load their
+    bundled checkpoints; ``"hf:<folder>"`` loads the folder's own weights
+    (``local_files_only=True``) and its processor's normalisation. Models that do not take
+    ``(N, C, T, H, W)`` clips (Hugging Face, SlowFast) come back in their forward adapter
+    (:func:`~captum_video.registry.adapt`).
 
     Args:
         name (str): one of :func:`~captum_video.registry.model_names` (``"r3d_18"``,
-            ``"mvit_v2_s"``, ``"demo-appearance"``, ...).
+            ``"mvit_v2_s"``, ``"demo-appearance"``, ``"pytorchvideo:x3d_xs"``, ...) or
+            ``"hf:<folder>"``.
         weights (str or PathLike, optional): local state-dict file. Default: None
         num_classes (int, optional): outputs of the classifier; inferred from the weights when
             given, else the family's default (400 for torchvision's Kinetics models).
@@ -117,6 +169,21 @@ def load_model(
         >>> model(torch.rand(1, 3, 8, 64, 64)).shape
         torch.Size([1, 4])
     """
+    scheme, rest = parse_model_name(name)
+    if scheme:
+        register_optional_families(_SCHEMES[scheme])
+    if scheme == "hf":
+        from captum_video.registry.huggingface import load_hf_model
+
+        model = load_hf_model(rest, num_classes=num_classes)
+        if weights is not None:
+            inner = model.get_submodule("model")
+            state = read_state_dict(weights)
+            problem = _mismatch(name, Path(weights), inner, state)
+            if problem:
+                raise ValueError(problem)
+            inner.load_state_dict(state)
+        return model.to(device or "cpu")
     constructor = next((f.constructors[name] for f in families() if name in f.constructors), None)
     if constructor is None:
         raise ValueError(f"unknown model {name!r}; choose one of {model_names()}")
@@ -131,4 +198,4 @@ def load_model(
         if problem:
             raise ValueError(problem)
         model.load_state_dict(state)
-    return model.eval().to(device or "cpu")
+    return adapt(model.eval()).to(device or "cpu")

@@ -10,12 +10,25 @@ the volume, which is how :class:`~captum_video.attr.GradCAMTube` uses it.
 
 A reshape function receives the layer's output exactly as the layer returned it (a tensor, or
 a tuple whose first element is the explained tensor) and returns the volume.
+
+Hugging Face video transformers lay their tokens out in four ways, each read by a
+:class:`TokenReshape` whose grid the registry takes from the model's config:
+
+* VideoMAE: ``(N, T'H'W', K)`` tubelet tokens, time-major, no class token;
+* ViViT: a class token, then ``(T', H', W')`` tubelet tokens, time-major;
+* TimeSformer (divided space-time attention): a class token, then the tokens *space-major*
+  (``h, w, t`` order: each patch's ``T`` frames are neighbours);
+* X-CLIP's vision tower: frames in the batch axis, ``(N * T, 1 + H'W', K)``.
+
+Multi-pathway networks (SlowFast) return a list of clips from each stage; the ``"pathways"``
+preset reads one volume per pathway, and the tube methods then give one map per pathway.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from torch import Tensor, nn
 
@@ -24,16 +37,20 @@ from captum_video.registry._queries import reshape_for
 __all__ = [
     "RESHAPE_PRESETS",
     "ReshapeFn",
+    "TokenReshape",
     "channels_first",
     "channels_last_to_channels_first",
     "first_tensor",
     "mvit_tokens_to_volume",
+    "pathways_to_volumes",
     "resolve_reshape",
     "token_grid_to_volume",
+    "tokens_to_volume",
 ]
 
-#: A reshape: the layer's output (tensor or tuple) -> ``(N, K, T', H', W')``.
-ReshapeFn = Callable[[Any], Tensor]
+#: A reshape: the layer's output (tensor or tuple) -> ``(N, K, T', H', W')``, or one such
+#: volume per pathway for multi-pathway layers (a tuple).
+ReshapeFn = Callable[[Any], Any]
 
 
 def first_tensor(output: Any, where: str = "output") -> Tensor:
@@ -161,11 +178,125 @@ def mvit_tokens_to_volume(output: Any) -> Tensor:
     return token_grid_to_volume(tokens, thw)
 
 
+def tokens_to_volume(
+    tokens: Tensor,
+    grid: Sequence[int],
+    order: Literal["thw", "hwt"] = "thw",
+    frames_in_batch: bool = False,
+) -> Tensor:
+    """Reshape a token sequence to ``(N, K, T', H', W')``, dropping prefix tokens.
+
+    Args:
+        tokens (Tensor): ``(N, P + T'H'W', K)`` tokens; with ``frames_in_batch``
+            ``(N * T', P + H'W', K)`` (one sequence per frame, frames of a clip adjacent).
+        grid (sequence of int): ``(T', H', W')``.
+        order (str, optional): ``"thw"`` (time-major: VideoMAE, ViViT, MViT) or ``"hwt"``
+            (space-major: TimeSformer). Default: ``"thw"``
+        frames_in_batch (bool, optional): the frames are in the batch axis (X-CLIP).
+            Default: False
+
+    Returns:
+        Tensor: ``(N, K, T', H', W')``, a view of ``tokens`` where possible.
+
+    Example::
+
+        >>> tokens_to_volume(torch.rand(2, 1 + 7 * 7 * 4, 16), (4, 7, 7), order="hwt").shape
+        torch.Size([2, 16, 4, 7, 7])
+        >>> frames = torch.rand(2 * 4, 1 + 7 * 7, 16)   # X-CLIP: 4 frames per clip
+        >>> tokens_to_volume(frames, (4, 7, 7), frames_in_batch=True).shape
+        torch.Size([2, 16, 4, 7, 7])
+    """
+    if order not in ("thw", "hwt"):
+        raise ValueError(f"order must be 'thw' or 'hwt', got {order!r}")
+    if not isinstance(tokens, Tensor) or tokens.dim() != 3:
+        shape = tuple(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__
+        raise ValueError(f"tokens must be (N, L, K), got {shape}")
+    t, h, w = (int(s) for s in grid)
+    if not frames_in_batch:
+        if order == "thw":
+            return token_grid_to_volume(tokens, (t, h, w))
+        n, length, k = tokens.shape
+        if length < t * h * w:
+            raise ValueError(
+                f"{length} tokens cannot hold a {h}x{w}x{t} (space-major) grid "
+                f"({t * h * w} tokens needed)"
+            )
+        grid_tokens = tokens[:, length - t * h * w :].reshape(n, h, w, t, k)
+        return grid_tokens.permute(0, 4, 3, 1, 2)
+    batch, length, k = tokens.shape
+    if batch % t or length < h * w:
+        raise ValueError(
+            f"tokens of shape {tuple(tokens.shape)} do not hold {t} frames of {h}x{w} patches "
+            "per clip in the batch axis"
+        )
+    per_frame = tokens[:, length - h * w :].reshape(batch // t, t, h, w, k)
+    return per_frame.permute(0, 4, 1, 2, 3)
+
+
+@dataclass(frozen=True)
+class TokenReshape:
+    """A reshape for token outputs on a fixed grid: :func:`tokens_to_volume` as a preset.
+
+    The registry builds one per model from its config (the grid of a Hugging Face model is
+    fixed by ``num_frames``, ``image_size`` and the patch or tubelet size).
+
+    Args:
+        grid (tuple of int): ``(T', H', W')``.
+        order (str, optional): ``"thw"`` or ``"hwt"``. Default: ``"thw"``
+        frames_in_batch (bool, optional): frames in the batch axis. Default: False
+
+    Returns:
+        A reshape function (layer output -> volume).
+
+    Example::
+
+        >>> reshape = TokenReshape((4, 2, 2), order="hwt")
+        >>> reshape((torch.rand(1, 1 + 16, 8),)).shape   # TimeSformer layers return tuples
+        torch.Size([1, 8, 4, 2, 2])
+    """
+
+    grid: tuple[int, int, int]
+    order: Literal["thw", "hwt"] = "thw"
+    frames_in_batch: bool = False
+
+    def __call__(self, output: Any) -> Tensor:
+        return tokens_to_volume(first_tensor(output), self.grid, self.order, self.frames_in_batch)
+
+
+def pathways_to_volumes(output: Any) -> tuple[Tensor, ...]:
+    """Preset ``"pathways"``: a multi-pathway stage's ``[slow, fast]`` output, one volume each.
+
+    Args:
+        output (list or tuple of Tensor): ``(N, K_p, T_p, H', W')`` per pathway.
+
+    Returns:
+        tuple of Tensor: the volumes, in pathway order.
+
+    Example::
+
+        >>> slow, fast = torch.rand(1, 16, 2, 7, 7), torch.rand(1, 4, 8, 7, 7)
+        >>> [v.shape[2] for v in pathways_to_volumes([slow, fast])]
+        [2, 8]
+    """
+    if (
+        isinstance(output, (list, tuple))
+        and output
+        and all(isinstance(v, Tensor) and v.dim() == 5 for v in output)
+    ):
+        return tuple(output)
+    raise ValueError(
+        "the 'pathways' reshape expects a list of (N, K, T, H, W) clips, one per pathway (a "
+        "SlowFast stage such as model.blocks[-3]), got "
+        f"{type(output).__name__}"
+    )
+
+
 #: Presets by name; ``GradCAMTube(..., reshape="swin3d")`` looks names up here.
 RESHAPE_PRESETS: dict[str, ReshapeFn] = {
     "identity": channels_first,
     "swin3d": channels_last_to_channels_first,
     "mvit": mvit_tokens_to_volume,
+    "pathways": pathways_to_volumes,
 }
 
 
@@ -174,7 +305,8 @@ def resolve_reshape(reshape: str | ReshapeFn | None, model: Any, layer: nn.Modul
 
     Args:
         reshape (str, callable or None): ``None`` asks the registry which preset fits
-            ``layer`` of ``model`` (:func:`~captum_video.registry.reshape_for`); a string
+            ``layer`` of ``model`` (:func:`~captum_video.registry.reshape_for`: a preset name,
+            or a :class:`TokenReshape` built from the model's config); a string
             names a preset of :data:`RESHAPE_PRESETS`; a callable is used as is.
         model (nn.Module or callable): the forward function.
         layer (nn.Module): the explained layer.
@@ -188,7 +320,8 @@ def resolve_reshape(reshape: str | ReshapeFn | None, model: Any, layer: nn.Modul
         True
     """
     if reshape is None:
-        return RESHAPE_PRESETS[reshape_for(model, layer)]
+        preset = reshape_for(model, layer)
+        return preset if callable(preset) else RESHAPE_PRESETS[preset]
     if isinstance(reshape, str):
         if reshape not in RESHAPE_PRESETS:
             raise ValueError(

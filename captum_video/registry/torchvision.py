@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import torchvision.models.video as tv_video
 from torch import Tensor, nn
@@ -41,9 +42,7 @@ def _kinetics_names(model: nn.Module) -> list[str] | None:
     return list(KINETICS400_CLASSES) if outputs == len(KINETICS400_CLASSES) else None
 
 
-def basic_block_forward(
-    block: nn.Module, x: Tensor, add: Callable[[Tensor, Tensor], Tensor]
-) -> Tensor:
+def basic_block_forward(block: Any, x: Tensor, add: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
     """A torchvision ``BasicBlock`` forward with its residual sum as ``add(out, residual)``.
 
     Args:
@@ -66,7 +65,7 @@ def basic_block_forward(
     return block.relu(add(block.conv2(block.conv1(x)), residual))
 
 
-def _bottleneck(block: nn.Module, x: Tensor, add: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+def _bottleneck(block: Any, x: Tensor, add: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
     """As :func:`basic_block_forward`, for ``Bottleneck`` (three convolutions)."""
     residual = x if block.downsample is None else block.downsample(x)
     return block.relu(add(block.conv3(block.conv2(block.conv1(x))), residual))
@@ -76,11 +75,11 @@ def _constructor(name: str) -> Callable[..., nn.Module]:
     return partial(getattr(tv_video, name), weights=None)
 
 
-def _last_feature_stage(model: nn.Module) -> str:
+def _last_feature_stage(model: Any) -> str:
     return f"features.{len(model.features) - 1}"
 
 
-def _mvit_layer(model: nn.Module) -> str:
+def _mvit_layer(model: Any) -> str:
     return f"blocks.{len(model.blocks) - 2}"
 
 
@@ -89,7 +88,7 @@ def _mvit_reshape(_root: nn.Module, layer: nn.Module) -> str:
     return "mvit" if isinstance(layer, MultiscaleBlock) else "identity"
 
 
-def _swin_reshape(root: nn.Module, layer: nn.Module) -> str:
+def _swin_reshape(root: Any, layer: nn.Module) -> str:
     channels_last = [root.features, root.norm, root.patch_embed, root.pos_drop]
     if any(layer is m for stage in channels_last for m in stage.modules()):
         return "swin3d"
