@@ -13,12 +13,14 @@ pays for making synthetic videos:
   shards on disk (report, TensorBoard and clip export off, as they are a fixed cost);
 - ``explain_dataset_no_metrics``: the same without the metrics, attributions and shards only.
 
-The figure of merit is ``speedup_vs_loop`` = clips/s of explain_dataset / clips/s of the loop
-(target >= 2 on a CPU); ``speedup_vs_loop_with_metrics`` compares equal work. Configurations
-are timed alternately, round by round, so load changes of a shared machine hit all alike;
-ratios use each configuration's fastest round, and ``cpu_time_*`` ratios use the process's
-CPU time, which other processes on a shared machine disturb far less than wall time. Torch
-runs on one thread by default (``--threads``) for the same reason.
+The figure of merit is ``speedup_vs_loop`` = time of the loop / time of explain_dataset on
+the same clips (target >= 2 on a CPU); ``speedup_vs_loop_with_metrics`` compares equal work.
+Each configuration is timed as a whole call, all four together by
+:func:`~benchmarks._common.interleaved_times` (alternated round by round, so load changes of a
+shared machine hit all alike); speedups are taken round by round (median, min and max over
+the rounds), and ``cpu_time_*`` speedups use the process's CPU time, which other processes on
+a shared machine disturb far less than wall time. Torch runs on one thread by default
+(``--threads``) for the same reason.
 
 Run ``python -m benchmarks.batch --quick`` (32 clips, batches of 16, three rounds; a minute or
 two on a 2-core CPU) or ``--full`` (256 clips, batches of 32) with ``--out FILE.json``.
@@ -28,9 +30,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,13 +38,13 @@ from typing import Any
 import torch
 from torch.utils.data import TensorDataset
 
-from benchmarks._common import emit, sync
+from benchmarks._common import emit, interleaved_times, ratio
 from captum_video.attr import selective_relevance
-from captum_video.batch import explain_dataset
 from captum_video.datasets import MovingShapes
 from captum_video.explainers import make_explainer, predict
 from captum_video.metrics import relevance_mass, spatial_bias, temporal_sensitivity
 from captum_video.models import load_demo_model
+from captum_video.pipeline import explain_dataset
 
 
 def _loop(model: torch.nn.Module, data: TensorDataset, method: str, metrics: bool) -> None:
@@ -65,77 +65,53 @@ def _loop(model: torch.nn.Module, data: TensorDataset, method: str, metrics: boo
 def run(num_clips: int, batch_size: int, method: str, repeats: int) -> dict[str, Any]:
     """Time the four configurations on ``num_clips`` clips; returns the results dict."""
     model = load_demo_model("motion")
-    device = torch.device("cpu")
     scratch = Path(tempfile.mkdtemp(prefix="captum-video-bench-batch-"))
     quiet = {"progress": False, "highlights": 0, "tensorboard": False, "report": False}
-
-    def configurations(data: TensorDataset) -> dict[str, Callable[[], Any]]:
-        def dataset_run(metrics: bool) -> Callable[[], Any]:
-            extra: dict[str, Any] = {} if metrics else {"temporal_ops": (), "selective_sigma": None}
-            return lambda: explain_dataset(
-                model,
-                data,
-                [method],
-                scratch / ("m" if metrics else "n"),
-                batch_size=batch_size,
-                shard_size=batch_size,  # shards written while the next batch runs
-                overwrite=True,  # every round computes everything again
-                **quiet,
-                **extra,
-            )
-
-        return {
-            "loop": lambda: _loop(model, data, method, metrics=False),
-            "loop_with_metrics": lambda: _loop(model, data, method, metrics=True),
-            "explain_dataset": dataset_run(True),
-            "explain_dataset_no_metrics": dataset_run(False),
-        }
-
     data = TensorDataset(*MovingShapes("motion", num_samples=num_clips, seed=123).tensors())
-    warmup = configurations(TensorDataset(*data[:2]))
-    fns = configurations(data)
-    times: dict[str, list[float]] = {key: [] for key in fns}
-    cpu: dict[str, list[float]] = {key: [] for key in fns}
+
+    def dataset_run(metrics: bool) -> Callable[[], Any]:
+        extra: dict[str, Any] = {} if metrics else {"temporal_ops": (), "selective_sigma": None}
+        return lambda: explain_dataset(
+            model,
+            data,
+            [method],
+            scratch / ("m" if metrics else "n"),
+            batch_size=batch_size,
+            shard_size=batch_size,  # shards written while the next batch runs
+            overwrite=True,  # every round computes everything again
+            **quiet,
+            **extra,
+        )
+
+    fns: dict[str, Callable[[], Any]] = {
+        "loop": lambda: _loop(model, data, method, metrics=False),
+        "loop_with_metrics": lambda: _loop(model, data, method, metrics=True),
+        "explain_dataset": dataset_run(True),
+        "explain_dataset_no_metrics": dataset_run(False),
+    }
     try:
-        for fn in warmup.values():
-            fn()
-        for _ in range(repeats):  # alternate configurations round by round
-            for key, fn in fns.items():
-                start, start_cpu = time.perf_counter(), time.process_time()
-                fn()
-                sync(device)
-                times[key].append(time.perf_counter() - start)
-                cpu[key].append(time.process_time() - start_cpu)
+        times = interleaved_times(fns, "cpu", repeats)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    results: dict[str, Any] = {}
-    for key, t in times.items():
-        results[key] = {
-            "median_s": statistics.median(t),
-            "min_s": min(t),
-            "clips_per_s": num_clips / min(t),
-            "cpu_min_s": min(cpu[key]),
-            "clips_per_cpu_s": num_clips / min(cpu[key]),
-        }
-    clips_per_s = {key: r["clips_per_s"] for key, r in results.items()}
-    per_cpu_s = {key: r["clips_per_cpu_s"] for key, r in results.items()}
+    for entry in times.values():
+        entry["clips_per_s"] = num_clips / entry["median_s"]
+        entry["clips_per_cpu_s"] = num_clips / max(entry["median_cpu_s"], 1e-9)
     return {
         "method": method,
         "num_clips": num_clips,
         "batch_size": batch_size,
         "clip_shape": [3, 16, 32, 32],
         "repeats": repeats,
-        "timings": results,
-        "speedup_vs_loop": clips_per_s["explain_dataset"] / clips_per_s["loop"],
-        "speedup_vs_loop_with_metrics": clips_per_s["explain_dataset"]
-        / clips_per_s["loop_with_metrics"],
-        "speedup_no_metrics_vs_loop": clips_per_s["explain_dataset_no_metrics"]
-        / clips_per_s["loop"],
-        "cpu_time_speedup_vs_loop": per_cpu_s["explain_dataset"] / per_cpu_s["loop"],
-        "cpu_time_speedup_no_metrics_vs_loop": per_cpu_s["explain_dataset_no_metrics"]
-        / per_cpu_s["loop"],
+        "timings": times,
+        "speedup_vs_loop": ratio(times, "loop", "explain_dataset"),
+        "speedup_vs_loop_with_metrics": ratio(times, "loop_with_metrics", "explain_dataset"),
+        "speedup_no_metrics_vs_loop": ratio(times, "loop", "explain_dataset_no_metrics"),
+        "cpu_time_speedup_vs_loop": ratio(times, "loop", "explain_dataset", cpu=True),
+        "cpu_time_speedup_no_metrics_vs_loop": ratio(
+            times, "loop", "explain_dataset_no_metrics", cpu=True
+        ),
         "threads": torch.get_num_threads(),
-        "target": "speedup_vs_loop >= 2 (CPU)",
+        "target": "speedup_vs_loop median >= 2 (CPU)",
     }
 
 
@@ -146,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     size.add_argument("--quick", action="store_true", help="32 clips, batches of 16 (default)")
     size.add_argument("--full", action="store_true", help="256 clips, batches of 32")
     parser.add_argument("--method", default="gradcam_tube")
-    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds")
     parser.add_argument(
         "--threads",
         type=int,

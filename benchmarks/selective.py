@@ -1,98 +1,92 @@
 """Overhead of selective relevance over the attribution method it wraps (issue 5).
 
-The wrapped method is ``GradCAMTube`` on torchvision's ``r3d_18`` (random weights; speed does
-not depend on them) when :mod:`captum_video.attr._tubes` is available, else Captum's
-``LayerGradCam`` followed by trilinear up-sampling (the JSON says which). Three timings are
-taken in the same process on the same clip:
+The wrapped method is ``GradCAMTube`` on torchvision's ``r3d_18`` (random weights: speed does
+not depend on them) at ``layer3``, the finest layer that keeps a quarter of the frames. Four
+contenders, timed together by :func:`~benchmarks._common.interleaved_times` on the same clip:
 
-- ``base``: the wrapped method alone;
-- ``wrapped``: ``SelectiveRelevance(method).attribute(...)``;
-- ``selection``: :func:`~captum_video.attr.selective_relevance` alone on the base map.
+- ``tube``: ``GradCAMTube(model, layer).attribute(clip, target=0)``, the whole call;
+- ``selective_tube``: ``SelectiveRelevance(GradCAMTube(model, layer)).attribute(clip,
+  sigma=3.0, target=0)``, the whole call (the tube, the checks, the selection);
+- ``tube_control``: the ``tube`` call once more, run in the middle of each round like
+  ``selective_tube`` (``tube`` runs first or last), as a control;
+- ``selection``: :func:`~captum_video.attr.selective_relevance` alone on a tube map computed
+  beforehand.
 
-``selection_over_base`` (selection time / base time) is the overhead that matters and the
-least noisy figure; ``wrapped_over_base - 1`` measures the same thing end to end but carries
-the run-to-run noise of the base method (base and wrapped are timed alternately, round by
-round, so load changes on a shared machine hit both alike).
-Target (issue 5): selection < 5 % of GradCAMTube.
+The headline is ``whole_call_over_tube``: ``selective_tube / tube``, round by round (median,
+min and max over the rounds; ``*_cpu`` with process CPU time). ``control_over_tube`` is the
+same ratio for two identical calls: how far from 1 the headline can be on this machine with
+no overhead at all. ``selection_over_tube`` is the selection's own share. Target (issue 5):
+whole call < 1.05 x the tube at 16 x 112 x 112.
 
-Run ``python -m benchmarks.selective --quick`` (1 clip of 8 x 56 x 56, about a minute on a
-2-core CPU) or ``--full`` (16 x 112 x 112, the issue's size) with ``--out FILE.json``.
+Run ``python -m benchmarks.selective --quick`` (1 clip of 8 x 56 x 56, well under a minute on
+a 2-core CPU) or ``--full`` (16 x 112 x 112, the issue's size), ``--repeats N`` for more
+rounds, ``--out FILE.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import warnings
-from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from benchmarks._common import emit, interleaved_times, peak_memory, time_fn
-from captum_video.attr import SelectiveRelevance, selective_relevance, upsample_to_input
-
-
-def wrapped_method(model: nn.Module, layer: nn.Module) -> tuple[Any, str]:
-    """GradCAMTube when it exists, else Captum LayerGradCam + trilinear up-sampling."""
-    try:
-        from captum_video.attr._tubes import GradCAMTube
-    except ImportError:
-        from captum.attr import LayerGradCam
-
-        return LayerGradCam(model, layer), "captum.LayerGradCam + upsample_to_input (trilinear)"
-    return GradCAMTube(model, layer), "captum_video GradCAMTube (up-sampled to the clip)"
+from benchmarks._common import emit, interleaved_times, peak_memory, ratio, video_model
+from captum_video.attr import GradCAMTube, SelectiveRelevance, selective_relevance
 
 
-def run(frames: int, size: int, batch: int, repeats: int, device: torch.device) -> dict[str, Any]:
-    """Time base, wrapped and selection-only on one clip size; returns a results dict."""
-    from captum_video.models import load_torchvision_model
+def run(
+    frames: int, size: int, repeats: int, device: torch.device, memory: bool = True
+) -> dict[str, Any]:
+    """Time the tube, the wrapped tube, the control and the selection alone on one clip.
 
-    model = load_torchvision_model("r3d_18", num_classes=400).to(device).eval()
-    # layer3 keeps T / 4 frames: the finest layer that still avoids the coarse-time warning.
+    Args:
+        frames (int): clip length ``T``.
+        size (int): clip height and width.
+        repeats (int): timed rounds (after one warm-up round).
+        device (torch.device): where to run.
+        memory (bool, optional): also measure the peak memory of each contender but the
+            control. Default: True
+
+    Returns:
+        dict: timings, round-by-round ratios and peak memory.
+
+    Example::
+
+        >>> run(4, 32, 1, torch.device("cpu"))["whole_call_over_tube"]["median"]  # doctest: +SKIP
+        1.01
+    """
+    torch.manual_seed(0)
+    model = video_model("r3d_18", device=device)
     layer = model.layer3
-    assert isinstance(layer, nn.Module)
-    method, name = wrapped_method(model, layer)
-    clip = torch.rand(batch, 3, frames, size, size, device=device)
-    target = 0
+    tube = GradCAMTube(model, layer)
+    selective = SelectiveRelevance(GradCAMTube(model, layer))
+    clip = torch.rand(1, 3, frames, size, size, device=device)
+    tube_map = tube.attribute(clip, target=0)
+    assert isinstance(tube_map, Tensor)
 
-    def base() -> Tensor:
-        attr = method.attribute(clip, target=target)
-        if attr.shape[2:] != clip.shape[2:]:  # LayerGradCam gives the layer's resolution
-            frames_, height, width = clip.shape[2:]
-            attr = upsample_to_input(attr, (frames_, height, width))
-        return attr
-
-    selective = SelectiveRelevance(method)
-
-    def wrapped() -> Tensor:
-        return selective.attribute(clip, sigma=3.0, target=target)  # type: ignore[return-value]
-
-    base_map = base()
-
-    def selection() -> Tensor:
-        return selective_relevance(base_map, sigma=3.0)[0]
-
-    fns: dict[str, Callable[[], Any]] = {"base": base, "wrapped": wrapped}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        timings = interleaved_times(fns, device, repeats)
-        timings["selection"] = time_fn(selection, device, repeats=20, warmup=2)
-        memory = {"base": peak_memory(base, device), "selection": peak_memory(selection, device)}
-    base_s = timings["base"]["median_s"]
+    fns = {
+        "tube": lambda: tube.attribute(clip, target=0),
+        "selective_tube": lambda: selective.attribute(clip, sigma=3.0, target=0),
+        "tube_control": lambda: tube.attribute(clip, target=0),
+        "selection": lambda: selective_relevance(tube_map, sigma=3.0),
+    }
+    timings = interleaved_times(fns, device, repeats)
+    measured = ("tube", "selective_tube", "selection") if memory else ()
+    peaks = {key: peak_memory(fns[key], device) for key in measured}
     return {
-        "wrapped_method": name,
-        "model": "torchvision r3d_18 (random weights), layer3",
-        "clip": [batch, 3, frames, size, size],
+        "wrapped_method": "captum_video GradCAMTube (layer3, up-sampled to the clip)",
+        "model": "torchvision r3d_18 (random weights)",
+        "clip": [1, 3, frames, size, size],
         "device": str(device),
         "timings": timings,
-        "peak_memory": memory,
-        "selection_over_base": timings["selection"]["median_s"] / base_s,
-        "wrapped_over_base": timings["wrapped"]["median_s"] / base_s,
-        # Minima are the least disturbed runs on a shared machine.
-        "selection_over_base_min": timings["selection"]["min_s"] / timings["base"]["min_s"],
-        "wrapped_over_base_min": timings["wrapped"]["min_s"] / timings["base"]["min_s"],
-        "target_selection_over_base": 0.05,
+        "peak_memory": peaks,
+        "whole_call_over_tube": ratio(timings, "selective_tube", "tube"),
+        "whole_call_over_tube_cpu": ratio(timings, "selective_tube", "tube", cpu=True),
+        "control_over_tube": ratio(timings, "tube_control", "tube"),
+        "control_over_tube_cpu": ratio(timings, "tube_control", "tube", cpu=True),
+        "selection_over_tube": ratio(timings, "selection", "tube"),
+        "target": "whole_call_over_tube median < 1.05",
     }
 
 
@@ -103,7 +97,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     mode.add_argument("--quick", action="store_true", help="1 clip of 8x56x56 (default)")
     mode.add_argument("--full", action="store_true", help="1 clip of 16x112x112 (issue size)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds")
+    parser.add_argument("--no-memory", action="store_true", help="skip peak-memory runs")
     parser.add_argument("--out", default=None, help="write the JSON here too")
     parser.add_argument(
         "--threads",
@@ -114,12 +109,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    device = torch.device(args.device)
-    frames, size, repeats = (16, 112, 5) if args.full else (8, 56, 3)
-    results = run(frames, size, 1, args.repeats or repeats, device)
-    results["mode"] = "full" if args.full else "quick"
-    return emit("selective", results, args.out)
+    frames, size, repeats = (16, 112, 10) if args.full else (8, 56, 3)
+    results = run(
+        frames, size, args.repeats or repeats, torch.device(args.device), not args.no_memory
+    )
+    return emit("selective", {"mode": "full" if args.full else "quick", **results}, args.out)
 
 
 if __name__ == "__main__":

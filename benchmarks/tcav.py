@@ -11,7 +11,10 @@ Three pipelines run from scratch (no cached activations or CAVs) on identical in
   gradients in one backward pass, CAVs trained in the Gram domain), writing nothing.
 
 ``video_tcav`` and ``captum_tcav_torch_classifier`` train identical CAVs, so their scores must
-agree (``max_score_diff``). Ratios are against ``captum_tcav`` in the same process.
+agree (``max_score_diff``). Each pipeline runs once untimed (its scores, the files it writes,
+the entries it leaves in the working directory); then all three are timed as whole calls
+together by :func:`~benchmarks._common.interleaved_times`, and ``speedup_vs_captum`` is
+``captum_tcav / pipeline`` round by round (median, min and max over the rounds).
 
 Run ``python -m benchmarks.tcav --quick`` (8x32x32 clips) or ``--full`` (16x112x112).
 """
@@ -27,10 +30,10 @@ from typing import Any
 
 import torch
 from captum.concept import TCAV
+from torch import nn
 
-from benchmarks._common import emit, peak_memory, time_fn
+from benchmarks._common import emit, interleaved_times, peak_memory, ratio, video_model
 from captum_video.concept import TorchLinearClassifier, VideoConcept, VideoTCAV
-from captum_video.models import load_torchvision_model
 
 
 def _files_under(path: str) -> int:
@@ -38,9 +41,19 @@ def _files_under(path: str) -> int:
 
 
 def make_case(
-    frames: int, size: int, n_clips: int, n_random: int, n_inputs: int, batch: int, seed: int = 0
+    frames: int,
+    size: int,
+    n_clips: int,
+    n_random: int,
+    n_inputs: int,
+    batch: int,
+    seed: int = 0,
+    model: nn.Module | None = None,
 ) -> dict[str, Any]:
-    """Model, concepts, experimental sets and inputs shared by all pipelines."""
+    """Model, concepts, experimental sets and inputs shared by all pipelines.
+
+    The model is r3d_18 with random weights and 4 classes unless ``model`` is given.
+    """
     g = torch.Generator().manual_seed(seed)
     shape = (3, frames, size, size)
     ramp = torch.linspace(0, 1, frames).view(1, 1, -1, 1, 1)
@@ -60,8 +73,9 @@ def make_case(
         )
         for i in range(n_random)
     ]
-    torch.manual_seed(seed)
-    model = load_torchvision_model("r3d_18", num_classes=4)
+    if model is None:
+        torch.manual_seed(seed)
+        model = video_model("r3d_18", num_classes=4)
     return {
         "model": model,
         "sets": VideoTCAV.experimental_sets([concept], randoms),
@@ -102,12 +116,77 @@ def pipelines(case: dict[str, Any], layers: list[str], workdir: str) -> dict[str
     }
 
 
+def run(
+    config: dict[str, int],
+    layers: list[str],
+    repeats: int,
+    memory: bool,
+    model: nn.Module | None = None,
+) -> dict[str, Any]:
+    """Run the three pipelines on one case; returns their timings, files and score agreement.
+
+    Args:
+        config (dict): the sizes, keyword arguments of :func:`make_case`.
+        layers (list of str): the layers to explain.
+        repeats (int): timed rounds (after one warm-up round).
+        memory (bool): also measure each pipeline's peak memory.
+        model (nn.Module, optional): the model; default r3d_18 with random weights and 4
+            classes. Default: None
+
+    Returns:
+        dict: the results part of the JSON.
+    """
+    case = make_case(**config, model=model)
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as workdir:
+        runs = pipelines(case, layers, workdir)
+        scores = {}
+        for name, fn in runs.items():  # untimed: what each run returns and leaves behind
+            before, cwd_before = _files_under(workdir), set(os.listdir("."))
+            scores[name] = fn()
+            results[name] = {
+                "files_written_per_run": _files_under(workdir) - before,
+                "new_entries_in_cwd": sorted(set(os.listdir(".")) - cwd_before),
+            }
+        timings = interleaved_times(runs, "cpu", repeats)
+        for name, fn in runs.items():
+            results[name].update(timings[name])
+            results[name]["speedup_vs_captum"] = ratio(timings, "captum_tcav", name)
+            if memory:
+                results[name].update(peak_memory(fn, "cpu"))
+    base = results["captum_tcav"]
+    for entry in results.values():
+        if "peak_mib" in entry and entry["peak_mib"] > 0:
+            entry["memory_ratio_vs_captum"] = entry["peak_mib"] / max(base["peak_mib"], 1e-9)
+    diff = max(
+        float(
+            (
+                scores["video_tcav"][k][layer]["sign_count"]
+                - scores["captum_tcav_torch_classifier"][k][layer]["sign_count"]
+            )
+            .abs()
+            .max()
+        )
+        for k in scores["video_tcav"]
+        for layer in layers
+    )
+    return {
+        "model": "r3d_18 (random weights, 4 classes)" if model is None else type(model).__name__,
+        "layers": layers,
+        **config,
+        "num_experimental_sets": len(case["sets"]),
+        "max_score_diff_video_vs_captum_same_classifier": diff,
+        "results": results,
+    }
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark and print (and optionally save) JSON.
 
     Args:
         argv (list of str, optional): ``--quick`` (8x32x32 clips, 2 layers, 2 random sets) or
-            ``--full`` (16x112x112, 3 layers, 5 random sets), ``--repeats``, ``--out FILE``.
+            ``--full`` (16x112x112, 3 layers, 5 random sets), ``--repeats``, ``--no-memory``,
+            ``--out FILE``.
 
     Returns:
         dict: the emitted payload.
@@ -120,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="8x32x32 clips (default)")
     mode.add_argument("--full", action="store_true", help="16x112x112 clips")
-    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds")
     parser.add_argument("--no-memory", action="store_true", help="skip peak-memory runs")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -137,48 +216,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         config = {"frames": 8, "size": 32, "n_clips": 8, "n_random": 2, "n_inputs": 4, "batch": 4}
         layers = ["layer3", "layer4"]
-    repeats = args.repeats or 3
-    case = make_case(**config)
-    results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as workdir:
-        runs = pipelines(case, layers, workdir)
-        scores = {name: fn() for name, fn in runs.items()}  # also the warm-up
-        for name, fn in runs.items():
-            before = _files_under(workdir)
-            cwd_before = set(os.listdir("."))
-            entry: dict[str, Any] = time_fn(fn, "cpu", repeats=repeats, warmup=0)
-            entry["files_written_per_run"] = (_files_under(workdir) - before) / repeats
-            entry["new_entries_in_cwd"] = sorted(set(os.listdir(".")) - cwd_before)
-            if not args.no_memory:
-                entry.update(peak_memory(fn, "cpu"))
-            results[name] = entry
-    base = results["captum_tcav"]
-    for entry in results.values():
-        entry["speedup_vs_captum"] = base["median_s"] / entry["median_s"]
-        if "peak_mib" in entry and entry["peak_mib"] > 0:
-            entry["memory_ratio_vs_captum"] = entry["peak_mib"] / max(base["peak_mib"], 1e-9)
-    diff = max(
-        float(
-            (
-                scores["video_tcav"][k][layer]["sign_count"]
-                - scores["captum_tcav_torch_classifier"][k][layer]["sign_count"]
-            )
-            .abs()
-            .max()
-        )
-        for k in scores["video_tcav"]
-        for layer in layers
-    )
-    payload = {
-        "mode": "full" if args.full else "quick",
-        "model": "r3d_18 (random weights, 4 classes)",
-        "layers": layers,
-        **config,
-        "num_experimental_sets": len(case["sets"]),
-        "max_score_diff_video_vs_captum_same_classifier": diff,
-        "results": results,
-    }
-    return emit("tcav", payload, args.out)
+    results = run(config, layers, args.repeats or 3, memory=not args.no_memory)
+    return emit("tcav", {"mode": "full" if args.full else "quick", **results}, args.out)
 
 
 if __name__ == "__main__":

@@ -1,30 +1,31 @@
-"""Benchmark GradCAMTube against its floor, Captum and pytorch-grad-cam.
+"""GradCAMTube against a forward + backward to the layer, Captum and pytorch-grad-cam.
 
-The floor of a layer method is one forward pass plus the backward from the target score down
-to the layer only (``torch.autograd.grad`` w.r.t. the layer output), with an ordinary forward
-that records the whole graph. Every method runs in the same process on the same model and
-clips, so the ratios hold on any machine; seconds are for context.
-
-Compared per model and batch size:
+Per model and batch size, every contender is timed as a whole call, all of them together by
+:func:`~benchmarks._common.interleaved_times` on the same model and clips:
 
 * ``forward``: a plain forward under ``no_grad`` (context);
-* ``floor``: forward + backward to the layer;
-* ``full_backward``: forward + backward to the input (what a naive implementation pays);
+* ``forward_backward_to_layer``: one forward that records the whole autograd graph, then the
+  backward from the target scores down to the layer only (``torch.autograd.grad`` w.r.t. the
+  layer output), what a plain implementation of a layer method pays. It is not a lower bound:
+  GradCAMTube records the graph above the layer only, so it may run faster;
+* ``forward_backward_to_input``: one forward + the backward down to the input;
 * ``captum``: ``LayerGradCam`` + ``LayerAttribution.interpolate(..., "trilinear")``;
-* ``tube_clip`` / ``tube_per_step``: :class:`~captum_video.attr.GradCAMTube`;
-* ``pytorch_grad_cam``: ``pytorch_grad_cam.GradCAM`` when the package is installed (it
+* ``tube_clip`` / ``tube_per_step``: :class:`~captum_video.attr.GradCAMTube` with
+  ``temporal_weights="clip"`` / ``"per_step"``;
+* ``pytorch_grad_cam``: ``pytorch_grad_cam.GradCAM`` when that package is installed (it
   min-max normalises and up-samples on the CPU with ``scipy.ndimage.zoom``).
 
-Run ``python -m benchmarks.tubes --quick`` (16x32x32, batch 1 and 2) or ``--full``
-(r3d_18 and r2plus1d_18, 16x112x112, batch 1 and 8). On the CPU, process CPU time is reported
-next to wall time (``*_cpu`` ratios): on a shared machine wall times are dominated by load.
+Ratios are round by round against ``forward_backward_to_layer`` and against ``captum``
+(median, min and max over the rounds); on the CPU also with process CPU time (``*_cpu``),
+which a busy shared machine distorts far less than wall time.
+
+Run ``python -m benchmarks.tubes --quick`` (16x32x32, batch 1 and 2) or ``--full`` (r3d_18
+and r2plus1d_18, 16x112x112, batch 1 and 8), ``--out FILE.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -33,13 +34,17 @@ import torch
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import Tensor, nn
 
-from benchmarks._common import emit, peak_memory, time_fn
+from benchmarks._common import emit, interleaved_times, peak_memory, ratio, video_model
 from captum_video.attr import GradCAMTube
-from captum_video.models import load_torchvision_model
+
+#: The contenders every ratio is taken against.
+BASELINES = ("forward_backward_to_layer", "captum")
 
 
-def floor_fn(model: nn.Module, layer: nn.Module, x: Tensor, target: list[int]) -> Callable:
-    """One forward + the backward from the target scores down to ``layer`` only."""
+def forward_backward_to_layer(
+    model: nn.Module, layer: nn.Module, x: Tensor, target: list[int]
+) -> Callable[[], Tensor]:
+    """One forward recording the whole graph + the backward from the targets to ``layer``."""
     rows = torch.arange(len(target), device=x.device)
 
     def run() -> Tensor:
@@ -54,7 +59,10 @@ def floor_fn(model: nn.Module, layer: nn.Module, x: Tensor, target: list[int]) -
     return run
 
 
-def full_backward_fn(model: nn.Module, x: Tensor, target: list[int]) -> Callable:
+def forward_backward_to_input(
+    model: nn.Module, x: Tensor, target: list[int]
+) -> Callable[[], Tensor]:
+    """One forward + the backward from the target scores down to the input."""
     rows = torch.arange(len(target), device=x.device)
 
     def run() -> Tensor:
@@ -64,7 +72,10 @@ def full_backward_fn(model: nn.Module, x: Tensor, target: list[int]) -> Callable
     return run
 
 
-def captum_fn(model: nn.Module, layer: nn.Module, x: Tensor, target: list[int]) -> Callable:
+def captum_grad_cam(
+    model: nn.Module, layer: nn.Module, x: Tensor, target: list[int]
+) -> Callable[[], Tensor]:
+    """Captum's ``LayerGradCam`` (with ReLU) up-sampled trilinearly to the clip."""
     method = LayerGradCam(model, layer)
 
     def run() -> Tensor:
@@ -74,9 +85,10 @@ def captum_fn(model: nn.Module, layer: nn.Module, x: Tensor, target: list[int]) 
     return run
 
 
-def grad_cam_fn(
+def pytorch_grad_cam(
     model: nn.Module, layer: nn.Module, x: Tensor, target: list[int]
-) -> Callable | None:
+) -> Callable[[], Any] | None:
+    """``pytorch_grad_cam.GradCAM``, or None where that optional package is not installed."""
     try:
         from pytorch_grad_cam import GradCAM
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -87,64 +99,53 @@ def grad_cam_fn(
     return lambda: cam(input_tensor=x, targets=targets)
 
 
-def cpu_time_fn(fn: Callable, repeats: int) -> dict[str, float]:
-    """Median process CPU time of ``fn()`` (all threads): the work done, which a busy shared
-    machine distorts far less than wall time. CPU only; on CUDA use the wall times."""
-    times = []
-    for _ in range(repeats):
-        start = time.process_time()
-        fn()
-        times.append(time.process_time() - start)
-    return {"median_cpu_s": statistics.median(times)}
-
-
 def bench_case(
-    name: str, frames: int, size: int, batch: int, device: torch.device, repeats: int, memory: bool
+    name: str,
+    frames: int,
+    size: int,
+    batch: int,
+    device: torch.device,
+    repeats: int,
+    memory: bool,
 ) -> dict[str, Any]:
+    """Time every contender on one model and clip batch; returns timings and ratios."""
     torch.manual_seed(0)
-    model = load_torchvision_model(name, num_classes=400, device=device)
+    model = video_model(name, device=device)
     layer = model.layer4
     x = torch.rand(batch, 3, frames, size, size, device=device)
     target = [(7 * i) % 400 for i in range(batch)]
     tube = GradCAMTube(model, layer)
-    fns: dict[str, Callable | None] = {
+    fns: dict[str, Callable[[], Any]] = {
         "forward": lambda: torch.no_grad()(model)(x),
-        "floor": floor_fn(model, layer, x, target),
-        "full_backward": full_backward_fn(model, x, target),
-        "captum": captum_fn(model, layer, x, target),
+        "forward_backward_to_layer": forward_backward_to_layer(model, layer, x, target),
+        "forward_backward_to_input": forward_backward_to_input(model, x, target),
+        "captum": captum_grad_cam(model, layer, x, target),
         "tube_clip": lambda: tube.attribute(x, target=target, temporal_weights="clip"),
         "tube_per_step": lambda: tube.attribute(x, target=target, temporal_weights="per_step"),
-        "pytorch_grad_cam": grad_cam_fn(model, layer, x, target),
     }
-    results: dict[str, Any] = {}
-    for key, fn in fns.items():
-        if fn is None:
-            results[key] = "not installed"
-            continue
-        entry = time_fn(fn, device, repeats=repeats, warmup=1)
+    not_installed = []
+    grad_cam = pytorch_grad_cam(model, layer, x, target)
+    if grad_cam is None:
+        not_installed.append("pytorch_grad_cam")
+    else:
+        fns["pytorch_grad_cam"] = grad_cam
+    times = interleaved_times(fns, device, repeats)
+    ratios: dict[str, dict[str, dict[str, float]]] = {}
+    for baseline in BASELINES:
+        ratios[f"vs_{baseline}"] = {key: ratio(times, key, baseline) for key in fns}
         if device.type == "cpu":
-            entry.update(cpu_time_fn(fn, repeats))
-        if memory:
-            entry.update(peak_memory(fn, device))
-        results[key] = entry
-    floor = results["floor"]["median_s"]
-    captum = results["captum"]["median_s"]
-    ratios: dict[str, float] = {}
-    for key, entry in results.items():
-        if isinstance(entry, dict):
-            ratios[f"{key}/floor"] = entry["median_s"] / floor
-            ratios[f"{key}/captum"] = entry["median_s"] / captum
-            if "median_cpu_s" in entry:
-                cpu_floor = results["floor"]["median_cpu_s"]
-                cpu_captum = results["captum"]["median_cpu_s"]
-                ratios[f"{key}/floor_cpu"] = entry["median_cpu_s"] / cpu_floor
-                ratios[f"{key}/captum_cpu"] = entry["median_cpu_s"] / cpu_captum
+            ratios[f"vs_{baseline}_cpu"] = {
+                key: ratio(times, key, baseline, cpu=True) for key in fns
+            }
+    peaks = {key: peak_memory(fn, device) for key, fn in fns.items()} if memory else {}
     return {
         "model": name,
         "layer": "layer4",
         "clip": [batch, 3, frames, size, size],
-        "times": results,
+        "times": times,
         "ratios": ratios,
+        "peak_memory": peaks,
+        "not_installed": not_installed,
     }
 
 
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     Args:
         argv (list of str, optional): command-line arguments; ``--quick`` (small clips),
             ``--full`` (16x112x112, batch 1 and 8), ``--device``, ``--repeats``,
-            ``--no-memory``, ``--out FILE.json``.
+            ``--models``, ``--batches``, ``--no-memory``, ``--out FILE.json``.
 
     Returns:
         dict: the emitted payload.
@@ -168,25 +169,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     mode.add_argument("--quick", action="store_true", help="16x32x32 clips (default)")
     mode.add_argument("--full", action="store_true", help="16x112x112, batch 1 and 8")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds")
     parser.add_argument("--models", nargs="+", default=["r3d_18", "r2plus1d_18"])
+    parser.add_argument("--batches", nargs="+", type=int, default=None, help="batch sizes")
     parser.add_argument("--no-memory", action="store_true", help="skip peak-memory runs")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if args.full:
-        frames, size, batches, repeats = 16, 112, (1, 8), args.repeats or 5
+        frames, size, batches, repeats = 16, 112, (1, 8), 5
     else:
-        frames, size, batches, repeats = 16, 32, (1, 2), args.repeats or 3
+        frames, size, batches, repeats = 16, 32, (1, 2), 3
     cases = []
     with warnings.catch_warnings():
         # layer4 keeps 2 of 16 frames: the tube warns once per call; not what is measured here
         warnings.simplefilter("ignore")
         for name in args.models:
-            for batch in batches:
+            for batch in args.batches or batches:
                 cases.append(
                     bench_case(
-                        name, frames, size, batch, device, repeats, memory=not args.no_memory
+                        name,
+                        frames,
+                        size,
+                        batch,
+                        device,
+                        args.repeats or repeats,
+                        memory=not args.no_memory,
                     )
                 )
     return emit("tubes", {"mode": "full" if args.full else "quick", "cases": cases}, args.out)

@@ -2,10 +2,13 @@
 
 The issue's bar: writing a 16-frame 112x112 clip to MP4 (normalisation, overlay, original |
 overlay side by side, encoding) must take less time than the GradCAMTube attribution of it
-on the CPU. Both are timed in one process, so the ratio ``render / attribution`` holds on any
-machine; seconds are context only. GradCAMTube runs on torchvision's ``r3d_18`` (random
-weights: speed does not depend on them; the usual model at 112x112) and on the bundled
-``C3DSmall`` demo model, a tiny network that is the hardest case for the comparison.
+on the CPU. GradCAMTube runs on torchvision's ``r3d_18`` (random weights: speed does not
+depend on them; the usual model at 112x112) and on the bundled ``C3DSmall`` demo model, a
+tiny network that is the hardest case for the comparison. Every contender (the two
+attributions, the pure overlay, and writing MP4, WebM and GIF) is timed as a whole call, all
+together by :func:`~benchmarks._common.interleaved_times`; the ratios ``render / attribution``
+are taken round by round (median, min and max over the rounds), so they hold on any machine;
+seconds are context only.
 
 Run ``python -m benchmarks.visualization --quick`` (8x56x56, a minute or so on a 2-core CPU)
 or ``--full`` (16x112x112), optionally ``--out results/visualization.json``.
@@ -16,20 +19,23 @@ from __future__ import annotations
 import argparse
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from benchmarks._common import emit, time_fn
+from benchmarks._common import emit, interleaved_times, ratio, video_model
 from captum_video.attr import GradCAMTube
-from captum_video.models import load_demo_model, load_torchvision_model
+from captum_video.models import load_demo_model
 from captum_video.visualization import overlay_frames, write_video
+
+FORMATS = ("mp4", "webm", "gif")
 
 
 def _models() -> dict[str, tuple[torch.nn.Module, torch.nn.Module]]:
     """name -> (model, layer GradCAMTube reads)."""
-    r3d = load_torchvision_model("r3d_18").eval()
+    r3d = video_model("r3d_18")
     demo = load_demo_model("motion").eval()
     return {"r3d_18": (r3d, r3d.layer4), "demo_c3d_small": (demo, demo.layer3)}
 
@@ -40,10 +46,10 @@ def run(frames: int, size: int, repeats: int) -> dict[str, Any]:
     Args:
         frames (int): clip length ``T``.
         size (int): clip height and width.
-        repeats (int): timed runs per case (after one warm-up).
+        repeats (int): timed rounds (after one warm-up round).
 
     Returns:
-        dict: timings in seconds and ``render_mp4 / attribution`` ratios per model.
+        dict: timings in seconds and ``render_<format> / attribution`` ratios per model.
 
     Example::
 
@@ -52,40 +58,32 @@ def run(frames: int, size: int, repeats: int) -> dict[str, Any]:
     """
     torch.manual_seed(0)
     clip = torch.rand(1, 3, frames, size, size)
-    workdir = Path(tempfile.mkdtemp(prefix="bench_viz_"))
-    attributions: dict[str, dict[str, float]] = {}
-    attr = None
-    for name, (model, layer) in _models().items():
-        tube = GradCAMTube(model, layer)
-        attributions[name] = time_fn(
-            lambda tube=tube: tube.attribute(clip, target=0), repeats=repeats, warmup=1
-        )
-        if name == "r3d_18":
-            attr = tube.attribute(clip, target=0).detach()
-    assert attr is not None
-    render: dict[str, dict[str, float]] = {
-        "overlay_only": time_fn(lambda: overlay_frames(attr[0], clip[0]), repeats=repeats)
+    tubes = {name: GradCAMTube(model, layer) for name, (model, layer) in _models().items()}
+    attr = tubes["r3d_18"].attribute(clip, target=0).detach()  # the map that is rendered
+    fns: dict[str, Callable[[], Any]] = {
+        f"gradcamtube_{name}": (lambda tube=tube: tube.attribute(clip, target=0))
+        for name, tube in tubes.items()
     }
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the mp4v "browsers will not play it" warning
-        for fmt in ("mp4", "webm", "gif"):
-            target = workdir / f"clip.{fmt}"
-            render[fmt] = time_fn(
-                lambda target=target: write_video(attr[0], target, fps=8, video=clip[0]),
-                repeats=repeats,
-            )
+    fns["overlay_only"] = lambda: overlay_frames(attr[0], clip[0])
+    with tempfile.TemporaryDirectory(prefix="bench_viz_") as workdir:
+        for fmt in FORMATS:
+            target = Path(workdir) / f"clip.{fmt}"
+            fns[fmt] = lambda target=target: write_video(attr[0], target, fps=8, video=clip[0])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the mp4v "browsers will not play it" warning
+            times = interleaved_times(fns, "cpu", repeats)
     ratios = {
-        f"render_{fmt}_over_gradcamtube_{name}": render[fmt]["median_s"] / t["median_s"]
-        for fmt in ("mp4", "webm", "gif")
-        for name, t in attributions.items()
+        f"render_{fmt}_over_gradcamtube_{name}": ratio(times, fmt, f"gradcamtube_{name}")
+        for fmt in FORMATS
+        for name in tubes
     }
     return {
         "clip": [1, 3, frames, size, size],
-        "gradcamtube": attributions,
-        "render": render,
+        "gradcamtube": {name: times[f"gradcamtube_{name}"] for name in tubes},
+        "render": {key: times[key] for key in ("overlay_only", *FORMATS)},
         "ratios": ratios,
         "render_mp4_faster_than_gradcamtube": {
-            name: ratios[f"render_mp4_over_gradcamtube_{name}"] < 1.0 for name in attributions
+            name: ratios[f"render_mp4_over_gradcamtube_{name}"]["median"] < 1.0 for name in tubes
         },
     }
 
@@ -108,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="8x56x56 clip (default)")
     mode.add_argument("--full", action="store_true", help="16x112x112 clip")
-    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     frames, size = (16, 112) if args.full else (8, 56)

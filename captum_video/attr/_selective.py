@@ -1,4 +1,4 @@
-r"""Selective relevance (Hiley et al., arXiv 2003.14285): keep the relevance that changes in time.
+r"""Selective relevance (Hiley et al. 2020): keep the relevance that changes in time.
 
 An explanation of a 3-D model mixes *appearance* (relevance that sits still) with *motion*
 (relevance that moves with the object). Selective relevance is a post-processing step for any
@@ -8,31 +8,38 @@ a 3-D Sobel kernel, and keeps only the voxels where that derivative is larger th
 was removed measures the explanation's spatial bias
 (:func:`captum_video.metrics.spatial_bias`).
 
-Spec: ``shared/docs/methods.md`` section 3 (algorithm 3.3, versions 3.4, checks 3.7).
+Reference: L. Hiley, A. Preece, Y. Hicks, S. Chakraborty, P. Gurram, R. Tomsett, "Explaining
+Motion Relevance for Activity Recognition in Video Deep Learning Models", arXiv 2003.14285,
+2020. The algorithm, its code versions and its checks are on the documentation's
+*Selective relevance* page.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
+from captum._utils.common import _format_additional_forward_args, _format_tensor_into_tuples
 from captum.attr import Attribution
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_video._validation import format_video_inputs, validate_video
-from captum_video.attr._common import ChannelReduction, reduce_channels, upsample_to_input
+from captum_video._validation import format_video_inputs, target_or_prediction, validate_video
+from captum_video.relevance import ChannelReduction, reduce_channels, upsample_to_input
 
 __all__ = ["SelectiveRelevance", "selective_relevance", "sobel_time_kernel"]
 
 Padding = Literal["replicate", "zeros"]
 
 #: Below this ratio of layer frames to clip frames, a CAM-type map's temporal derivative
-#: mostly reflects the up-sampling, not the model (spec 3.7).
+#: mostly reflects the up-sampling, not the model.
 COARSE_TIME_RATIO = 0.25
+
+_CHANNEL_REDUCTIONS: tuple[str, ...] = get_args(ChannelReduction)
 
 
 def sobel_time_kernel(
@@ -42,8 +49,8 @@ def sobel_time_kernel(
 
     ``d = (+1, 0, -1)`` over frames ``(t - 1, t, t + 1)`` and ``s = (1, 2, 1)`` smooths in H
     and W, so ``S[0] = [[1, 2, 1], [2, 4, 2], [1, 2, 1]]``, ``S[1] = 0`` and ``S[2] = -S[0]``
-    (spec 3.3). :func:`selective_relevance` applies it in its separable form; this full kernel
-    is exposed for parity checks and for readers.
+    (Hiley et al. 2020). :func:`selective_relevance` applies it in its separable form; this
+    full kernel is exposed for parity checks and for readers.
 
     Args:
         dtype (torch.dtype, optional): dtype of the kernel. Default: ``torch.float32``
@@ -65,13 +72,13 @@ def sobel_time_kernel(
 
 
 def _temporal_derivative(volume: Tensor, padding: Padding) -> Tensor:
-    """Signed Sobel-in-time response of ``(N, 1, T, H, W)``, same shape, by conv3d.
+    """Signed Sobel-in-time response of ``(N, 1, T, H, W)``, same shape.
 
     The kernel is separable, ``S = d (x) (s (x) s)``: the central difference in time is taken
-    first and the ``(1, 2, 1)`` smoothing in H, W second (a conv3d with a ``1 x 3 x 3``
-    kernel). This equals the full 3 x 3 x 3 cross-correlation (checked in the tests) but is
-    *exactly* zero where relevance does not change in time, so a static volume cannot pick up
-    round-off "motion" that a 3 sigma threshold of a near-zero std would keep.
+    first and the ``(1, 2, 1)`` smoothing in H, W second. This equals the full 3 x 3 x 3
+    cross-correlation (checked in the tests) but is *exactly* zero where relevance does not
+    change in time, so a static volume cannot pick up round-off "motion" that a 3 sigma
+    threshold of a near-zero std would keep.
     """
     if padding == "replicate":
         padded = F.pad(volume, (1, 1, 1, 1, 1, 1), mode="replicate")
@@ -79,8 +86,12 @@ def _temporal_derivative(volume: Tensor, padding: Padding) -> Tensor:
         padded = F.pad(volume, (1, 1, 1, 1, 1, 1), mode="constant", value=0.0)
     # Cross-correlation with d = (+1, 0, -1) over (t-1, t, t+1): R(t-1) - R(t+1).
     diff = padded[:, :, :-2] - padded[:, :, 2:]  # (N, 1, T, H+2, W+2)
-    smooth = sobel_time_kernel(volume.dtype, volume.device)[:, :, :1]  # (1, 1, 1, 3, 3)
-    return F.conv3d(diff, smooth)
+    # The (1, 2, 1) smoothing along H, then W, as shifted sums: a one-channel 1 x 3 x 3
+    # conv3d gives the same numbers up to round-off but costs several times more on a CPU.
+    rows = diff[..., :-2, :] + diff[..., 2:, :]
+    rows.add_(diff[..., 1:-1, :], alpha=2)  # (N, 1, T, H, W+2)
+    out = rows[..., :-2] + rows[..., 2:]
+    return out.add_(rows[..., 1:-1], alpha=2)  # (N, 1, T, H, W)
 
 
 def selective_relevance(
@@ -108,7 +119,7 @@ def selective_relevance(
     is the derivative of the channel *sum* (``channel_reduction="sum"``, the default). Signed
     input-space attributions whose channels cancel may prefer ``"abs_sum"``.
 
-    Boundary artefact of zero padding (spec 3.7): with ``padding="zeros"`` (the reference
+    Boundary artefact of zero padding: with ``padding="zeros"`` (the reference
     code's ``conv3d(padding=1)``) the frames before the first and after the last frame count
     as zero relevance, so a volume that is *constant in time* gets ``D = 0`` everywhere except
     on frames 0 and T-1, where ``D`` equals the smoothed relevance: the selection then keeps
@@ -117,7 +128,7 @@ def selective_relevance(
     gives ``D == 0`` and an empty mask. Use ``"zeros"`` only for numerical parity with the
     authors' code.
 
-    Versions (spec 3.4): ``signed=False`` is the 2021 reference code (``abs`` of the
+    Versions of the authors' code: ``signed=False`` is the 2021 reference code (``abs`` of the
     response). ``signed=True`` reproduces the March-2020 code, which thresholds the signed
     response; because the correlation gives ``R(t-1) - R(t+1)``, it keeps only voxels where
     relevance *decreases* over time (the trailing edge of a moving object), which looks like a
@@ -128,7 +139,7 @@ def selective_relevance(
         relevance (Tensor): relevance in input resolution, ``(N, C, T, H, W)`` (C = 1 for a
             channel-reduced or up-sampled CAM map). It must be a magnitude map, not a
             colour-mapped or overlaid image; CAM-type maps must be up-sampled to the clip's
-            (T, H, W) first (:func:`captum_video.attr.upsample_to_input`).
+            (T, H, W) first (:func:`captum_video.relevance.upsample_to_input`).
         sigma (float, optional): degree of selectivity, in standard deviations of ``D``;
             ``0`` keeps every voxel with a non-zero derivative. Default: 3.0 (the authors'
             example script)
@@ -137,8 +148,8 @@ def selective_relevance(
         signed (bool, optional): threshold the signed response (March-2020 code) instead of
             its magnitude. Default: False
         channel_reduction (str, optional): how channels are combined before the derivative:
-            ``"sum"``, ``"abs_sum"`` or ``"max_abs"``
-            (:func:`captum_video.attr.reduce_channels`). Default: ``"sum"``
+            ``"sum"``, ``"abs_sum"``, ``"positive_sum"`` or ``"max_abs"``
+            (:func:`captum_video.relevance.reduce_channels`). Default: ``"sum"``
 
     Returns:
         tuple of Tensor: ``(selected, mask, derivative)``
@@ -163,27 +174,43 @@ def selective_relevance(
         >>> round(float(selected.sum() / relevance.sum()), 4)   # leading + trailing edges
         0.3125
     """
-    validate_video(relevance, name="relevance")
+    _check_selection_args(sigma, padding, channel_reduction)
+    validate_video(relevance, name="relevance", check_finite=False)  # NaN/inf: see below
+    # One channel with "sum" needs no reduction; the other reductions still change values.
+    if relevance.shape[1] == 1 and channel_reduction == "sum":
+        volume = relevance
+    else:
+        volume = reduce_channels(relevance, channel_reduction)
+    response = _temporal_derivative(volume, padding)
+    derivative = response if signed else response.abs_()
+    # Threshold per clip: sigma * std over that clip's T*H*W voxels (unbiased, as torch.std).
+    flat = derivative.flatten(1)
+    std = flat.std(dim=1) if flat.shape[1] > 1 else flat.new_zeros(flat.shape[0])
+    # From two frames on, a NaN or inf anywhere reaches the derivative and makes its clip's
+    # std non-finite, so the std stands in for a scan of the whole relevance volume.
+    if relevance.shape[2] < 2 or not bool(torch.isfinite(std).all()):
+        validate_video(relevance, name="relevance")  # says how many values are NaN or inf
+    threshold = (sigma * std).view(-1, 1, 1, 1, 1)
+    mask = derivative > threshold
+    selected = relevance * mask  # the bool mask promotes to relevance's dtype
+    return selected, mask, derivative
+
+
+def _check_selection_args(
+    sigma: float, padding: Padding, channel_reduction: ChannelReduction
+) -> None:
+    """Raise ValueError for a ``sigma``, ``padding`` or ``channel_reduction`` that
+    :func:`selective_relevance` does not take (checked before any tensor work)."""
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma):
         raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
     if sigma < 0:
         raise ValueError(f"sigma must be >= 0 (standard deviations of D), got {sigma}")
     if padding not in ("replicate", "zeros"):
         raise ValueError(f"padding must be 'replicate' or 'zeros', got {padding!r}")
-    # One channel with "sum" needs no reduction; "abs_sum"/"max_abs" still take magnitudes.
-    if relevance.shape[1] == 1 and channel_reduction == "sum":
-        volume = relevance
-    else:
-        volume = reduce_channels(relevance, channel_reduction)
-    response = _temporal_derivative(volume, padding)
-    derivative = response if signed else response.abs()
-    # Threshold per clip: sigma * std over that clip's T*H*W voxels (unbiased, as torch.std).
-    flat = derivative.flatten(1)
-    std = flat.std(dim=1) if flat.shape[1] > 1 else flat.new_zeros(flat.shape[0])
-    threshold = (sigma * std).view(-1, 1, 1, 1, 1)
-    mask = derivative > threshold
-    selected = relevance * mask.to(relevance.dtype)
-    return selected, mask, derivative
+    if channel_reduction not in _CHANNEL_REDUCTIONS:
+        raise ValueError(
+            f"channel_reduction must be one of {_CHANNEL_REDUCTIONS}, got {channel_reduction!r}"
+        )
 
 
 class SelectiveRelevance(Attribution):
@@ -193,7 +220,7 @@ class SelectiveRelevance(Attribution):
     ``Occlusion``, ``LayerGradCam``, ``GradCAMTube``, ``DeepTaylor3D``, ``NoiseTunnel`` ...).
     :meth:`attribute` runs the wrapped method, brings its result to the clip's resolution
     (layer maps ``(N, K, T', H', W')`` are channel-reduced and up-sampled trilinearly with
-    :func:`~captum_video.attr.upsample_to_input`), and keeps the voxels selected by
+    :func:`~captum_video.relevance.upsample_to_input`), and keeps the voxels selected by
     :func:`selective_relevance` (temporal Sobel derivative of the channel-reduced relevance
     above ``sigma`` standard deviations). The result has the input's shape (input-space
     methods) or ``(N, 1, T, H, W)`` (layer methods), on the input's device and dtype.
@@ -204,7 +231,7 @@ class SelectiveRelevance(Attribution):
 
     CAM-type maps from layers with few frames (``T' / T < 0.25``) have a coarse time course;
     the derivative of their up-sampled map mostly reflects the interpolation, and a warning
-    says so (spec 3.7).
+    says so.
 
     Args:
         attribution_method (Attribution): an instance of any attribution algorithm whose
@@ -264,13 +291,15 @@ class SelectiveRelevance(Attribution):
                 Default: ``"replicate"``
             signed (bool, optional): March-2020 signed threshold. Default: False
             channel_reduction (str, optional): channel reduction before the derivative (and of
-                multi-channel layer maps before up-sampling): ``"sum"``, ``"abs_sum"`` or
-                ``"max_abs"``. Default: ``"sum"``
+                multi-channel layer maps before up-sampling): ``"sum"``, ``"abs_sum"``,
+                ``"positive_sum"`` or ``"max_abs"``. Default: ``"sum"``
             upsample_mode (str, optional): interpolation of layer maps to ``(T, H, W)``.
                 Default: ``"trilinear"``
             **kwargs: passed unchanged to the wrapped method's ``attribute`` (``target``,
                 ``baselines``, ``additional_forward_args``, ``n_steps``,
-                ``sliding_window_shapes``, ``nt_samples`` ...).
+                ``sliding_window_shapes``, ``nt_samples`` ...). ``target=None`` (or no
+                target) explains each clip's predicted class with every wrapped method, also
+                Captum's, which would otherwise refuse a model with several outputs.
 
         Returns:
             Tensor or tuple of Tensor: selected relevance with the structure the wrapped
@@ -293,18 +322,25 @@ class SelectiveRelevance(Attribution):
                 "SelectiveRelevance does not support return_convergence_delta: selection removes "
                 "relevance, so completeness no longer holds; ask the wrapped method for the delta"
             )
-        _, formatted = format_video_inputs(inputs)
         # Check the selection arguments before paying for the wrapped attribution.
-        selective_relevance(
-            formatted[0].new_zeros(1, 1, 1, 1, 1), sigma, padding, signed, channel_reduction
-        )
+        _check_selection_args(sigma, padding, channel_reduction)
         method = self.attribution_method
+        # captum-video's methods check their inputs with format_video_inputs before they touch
+        # the model and read target=None as the predicted class; doing either here too would
+        # scan the clip a second time or cost a forward pass.
+        if not type(method).__module__.startswith("captum_video."):
+            _, formatted = format_video_inputs(inputs)
+            takes_target = "target" in inspect.signature(method.attribute).parameters
+            if takes_target and kwargs.get("target") is None:
+                extra = _format_additional_forward_args(kwargs.get("additional_forward_args"))
+                kwargs["target"] = target_or_prediction(method.forward_func, formatted, extra, None)
         attr_fn = method.attribute
         # __wrapped__ skips the inner log_usage, as NoiseTunnel does; plain methods are called.
         raw = getattr(attr_fn, "__wrapped__", None)
         attributions = (
             raw(method, inputs, **kwargs) if raw is not None else attr_fn(inputs, **kwargs)
         )
+        formatted = _format_tensor_into_tuples(inputs)
 
         attr_is_tuple = isinstance(attributions, tuple)
         attr_tuple = attributions if attr_is_tuple else (attributions,)
@@ -316,16 +352,22 @@ class SelectiveRelevance(Attribution):
             ):
                 out.append(attr)  # a non-video input of a tuple: nothing to select in time
                 continue
-            attr = self._to_input_resolution(attr, ref, channel_reduction, upsample_mode)
-            selected, _, _ = selective_relevance(attr, sigma, padding, signed, channel_reduction)
+            attr, reduction = self._to_input_resolution(attr, ref, channel_reduction, upsample_mode)
+            selected, _, _ = selective_relevance(attr, sigma, padding, signed, reduction)
             out.append(selected)
         return tuple(out) if attr_is_tuple else out[0]
 
     @staticmethod
     def _to_input_resolution(
         attr: Any, ref: Tensor, channel_reduction: ChannelReduction, upsample_mode: str
-    ) -> Tensor:
-        """Check a wrapped method's output and bring layer maps to the clip's (T, H, W)."""
+    ) -> tuple[Tensor, ChannelReduction]:
+        """Check a wrapped method's output and bring layer maps to the clip's (T, H, W).
+
+        Returns the map and the channel reduction the selection is to apply: ``"sum"`` (of
+        one channel: none) for a layer map reduced here, whose one channel already is the
+        reduction asked for (a reduction of one reduced channel changes nothing: the sum is
+        the value, and the others are non-negative, also after the up-sampling).
+        """
         if not isinstance(attr, Tensor) or attr.dim() != 5:
             shape = tuple(attr.shape) if isinstance(attr, Tensor) else type(attr).__name__
             raise ValueError(
@@ -335,7 +377,7 @@ class SelectiveRelevance(Attribution):
             )
         size = tuple(ref.shape[2:])
         if tuple(attr.shape[2:]) == size:
-            return attr
+            return attr, channel_reduction
         if attr.shape[2] / size[0] < COARSE_TIME_RATIO:
             warnings.warn(
                 f"the layer map has {attr.shape[2]} frames for a clip of {size[0]} "
@@ -346,4 +388,6 @@ class SelectiveRelevance(Attribution):
             )
         if attr.shape[1] != 1:
             attr = reduce_channels(attr, channel_reduction)
-        return upsample_to_input(attr, size, mode=upsample_mode)  # type: ignore[arg-type]
+            channel_reduction = "sum"
+        upsampled = upsample_to_input(attr, size, mode=upsample_mode)  # type: ignore[arg-type]
+        return upsampled, channel_reduction
