@@ -10,6 +10,8 @@ relevance over the *whole clip*, so colours compare across frames.
 """
 
 from captum_video.visualization._normalize import normalize_video_attr
+from captum_video.visualization.captions import caption_frames, frame_label
+from captum_video.visualization.encode import VideoEncoder
 from captum_video.visualization.export import write_video
 from captum_video.visualization.frames import visualize_video_attr, visualize_video_attr_multiple
 from captum_video.visualization.over_time import plot_relevance_over_time, relevance_over_time
@@ -34,4 +36,7 @@ __all__ = [
     "plot_tube_stack",
     "spatiotemporal_overlay",
     "write_video",
+    "VideoEncoder",
+    "caption_frames",
+    "frame_label",
 ]

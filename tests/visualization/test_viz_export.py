@@ -12,7 +12,7 @@ import torch
 from _viz_pixels import blob_clip, hottest, near, saturation
 
 from captum_video.visualization import overlay_frames, render_tube_stack_frames, write_video
-from captum_video.visualization.export import VIDEO_CODECS
+from captum_video.visualization.encode import VideoEncoder
 
 
 def decode(path: Path) -> np.ndarray:
@@ -52,10 +52,49 @@ def test_side_by_side_file_decodes_with_frames_size_and_hot_spot(
         assert near(hottest(saturation(right), (24, 24)), centre, tol=1.5), (suffix, t)
 
 
-def test_mp4_without_h264_says_browsers_will_not_play_it(tmp_path: Path) -> None:
-    video, attr, _ = blob_clip(frames=2, size=8)
-    with pytest.warns(UserWarning, match="mp4v"):
-        write_video(attr, tmp_path / "a.mp4", video=video, codec="mp4v")
+def test_mp4_is_h264_and_webm_vp8_with_no_codec_noise(tmp_path: Path, capfd) -> None:
+    av = pytest.importorskip("av")
+    video, attr, _ = blob_clip(frames=4, size=16)
+    for suffix, codec in ((".mp4", "h264"), (".webm", "vp8")):
+        out = write_video(attr, tmp_path / f"a{suffix}", video=video, fps=4)
+        with av.open(str(out)) as container:
+            stream = container.streams.video[0]
+            assert stream.codec_context.name == codec  # what browsers play
+            assert sum(1 for _ in container.decode(stream)) == 4
+    captured = capfd.readouterr()
+    assert "FFMPEG" not in captured.err and "not supported" not in captured.err
+
+
+def test_captions_name_what_is_shown_and_count_frames_from_one(tmp_path: Path) -> None:
+    video, attr, _ = blob_clip(frames=3, size=32)
+    plain = decode(write_video(attr, tmp_path / "plain.avi", video=video, fps=3, scale=2))
+    captioned = decode(
+        write_video(
+            attr, tmp_path / "cap.avi", video=video, fps=3, scale=2,
+            caption="gradcam_tube | class 'right'", times=[0.0, 0.5, 1.0],
+        )
+    )  # fmt: skip
+    strip = captioned.shape[1] - plain.shape[1]
+    assert strip > 0 and captioned.shape[2] == plain.shape[2]
+    # the strip holds light text on a dark ground, different in every frame (frame n/3)
+    top = captioned[:, :strip].astype(float)
+    assert top.mean() < 90 and top.max() > 150
+    assert np.abs(top[0] - top[1]).mean() > 0.5
+    with pytest.raises(ValueError, match="caption"):
+        write_video(attr, tmp_path / "t.avi", video=video, times=[0.0, 0.5, 1.0])
+
+
+def test_encoder_writes_frames_as_they_come(tmp_path: Path) -> None:
+    with VideoEncoder(tmp_path / "stream.mp4", fps=10) as encoder:
+        for t in range(5):
+            encoder.write(np.full((31, 33, 3), 40 * t, dtype=np.uint8))  # odd: padded
+    frames = decode(tmp_path / "stream.mp4")
+    assert frames.shape == (5, 32, 34, 3)
+    assert abs(float(frames[4].mean()) - 160) < 6
+    with pytest.raises(ValueError, match="differs"):
+        with VideoEncoder(tmp_path / "mixed.webm", fps=10) as encoder:
+            encoder.write(np.zeros((8, 8, 3), np.uint8))
+            encoder.write(np.zeros((10, 8, 3), np.uint8))
 
 
 def test_rendered_frames_rgba_and_odd_sizes(tmp_path: Path) -> None:
@@ -78,10 +117,28 @@ def test_rendered_frames_rgba_and_odd_sizes(tmp_path: Path) -> None:
 
 def test_codec_missing_error_names_it(tmp_path: Path) -> None:
     video, attr, _ = blob_clip(frames=2, size=8)
-    with pytest.raises(RuntimeError, match=r"no encoder for FourCC 'ZZZZ'.*Missing codec: ZZZZ"):
-        write_video(attr, tmp_path / "x.avi", video=video, codec="ZZZZ")
+    with pytest.raises(RuntimeError, match="no encoder among.*'nope'"):
+        write_video(attr, tmp_path / "x.avi", video=video, codec="nope")
     assert not (tmp_path / "x.avi").exists()
-    assert set(VIDEO_CODECS[".webm"]) == {"VP80", "VP90"}
+
+
+def test_unwritable_folder_and_infinite_fps_are_named(tmp_path: Path, monkeypatch) -> None:
+    video, attr, _ = blob_clip(frames=2, size=8)
+    for fps in (float("inf"), float("nan"), -1.0):
+        with pytest.raises(ValueError, match="fps"):
+            write_video(attr, tmp_path / "x.webm", video=video, fps=fps)
+    # A read-only folder (simulated: the tests may run as root, who can write anywhere).
+    import captum_video.visualization.encode as encode
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    monkeypatch.setattr(encode.os, "access", lambda path, mode: Path(path) != locked)
+    with pytest.raises(PermissionError, match="locked: permission denied"):
+        write_video(attr, locked / "x.webm", video=video)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OSError, match="cannot create the output folder"):
+        write_video(attr, blocker / "sub" / "x.webm", video=video)
 
 
 def test_bad_arguments(tmp_path: Path) -> None:
