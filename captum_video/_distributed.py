@@ -1,4 +1,4 @@
-"""Coordination of ranks under ``torchrun`` for :func:`captum_video.batch.explain_dataset`.
+"""Coordination of ranks under ``torchrun`` for :func:`captum_video.pipeline.explain_dataset`.
 
 One process per device. Without ``torchrun`` (``WORLD_SIZE`` unset or 1) every function takes
 its single-rank shortcut, so the same code runs on one CPU, one GPU or many.

@@ -7,14 +7,20 @@ model are left as they were.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+import math
+import numbers
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import torch
 from captum._utils.common import _format_tensor_into_tuples, _is_tuple, _run_forward
-from captum._utils.gradient import apply_gradient_requirements, undo_gradient_requirements
+from captum.attr._core.noise_tunnel import NoiseTunnel
 from torch import Tensor, nn
+
+from captum_video._model_state import module_of
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 __all__ = [
     "format_video_inputs",
@@ -23,9 +29,149 @@ __all__ = [
     "resolve_target",
     "one_score_per_example",
     "target_or_prediction",
-    "preserve_grad_requirements",
-    "removing_hooks",
+    "layout_hint",
+    "model_input_channels",
+    "model_min_frames",
+    "register_min_frames_query",
+    "validate_fps",
+    "validate_positive_int",
+    "validate_finite",
 ]
+
+
+#: The registry's answer to "how many frames does this model need at least", registered by
+#: :mod:`captum_video.registry` when it is imported: the registry sits above this module
+#: (``tests/test_import_layers.py``), so this module may not import it.
+_min_frames_query: Callable[[Any], int] | None = None
+
+
+def register_min_frames_query(query: Callable[[Any], int]) -> None:
+    """Let :func:`model_min_frames` ask ``query(model)`` (the registry's ``min_frames_of``).
+
+    Args:
+        query (callable): ``model -> int``, the fewest frames the model's family takes.
+
+    Returns:
+        None
+    """
+    global _min_frames_query
+    _min_frames_query = query
+
+
+def model_input_channels(model: Any) -> int | None:
+    """The channels the model's first convolution takes, or None when that is unknown.
+
+    The first ``Conv2d`` / ``Conv3d`` in the model's module order reads the pixels of every
+    captum-video model family (3-D CNNs, the patch embeddings of video transformers, the
+    per-frame 2-D CNNs of a frames-as-batch adapter). Models that start with a ``Linear``
+    on flattened pixels, and plain functions, give None (nothing to check).
+
+    Args:
+        model (nn.Module or callable): the model or a bound method of it.
+
+    Returns:
+        int or None
+
+    Example::
+
+        >>> model_input_channels(nn.Sequential(nn.Conv3d(3, 8, 3), nn.ReLU()))
+        3
+    """
+    module = module_of(model)
+    if module is None:
+        return None
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Conv3d)):
+            if isinstance(m, nn.modules.lazy.LazyModuleMixin) or m.in_channels < 1:
+                return None  # a lazy convolution learns its channels from the first input
+            return int(m.in_channels)
+        if isinstance(m, (nn.Conv1d, nn.Linear)):
+            return None  # audio first, or flattened pixels: no channel axis to compare
+    return None
+
+
+def model_min_frames(model: Any) -> int:
+    """The fewest frames ``model`` takes (its family's temporal receptive field, from the
+    registry; 1 when the registry does not know the model or is not loaded).
+
+    Args:
+        model (nn.Module or callable): the model or a bound method of it.
+
+    Returns:
+        int: at least 1.
+    """
+    module = module_of(model)
+    if module is None or _min_frames_query is None:
+        return 1
+    try:
+        return max(1, int(_min_frames_query(module)))
+    except (TypeError, ValueError):
+        return 1
+
+
+def layout_hint(shape: Sequence[int], channels: Sequence[int], name: str, batched: bool) -> str:
+    """Name a channels-last or time-first layout of a clip with the ``permute`` that fixes it.
+
+    Args:
+        shape (sequence of int): the clip's shape.
+        channels (sequence of int): channel counts the clip may have.
+        name (str): the argument's name.
+        batched (bool): whether ``shape`` has a batch dimension.
+
+    Returns:
+        str: ``"; inputs looks channels-last ..."`` or ``""`` when the layout is not recognised.
+
+    Example::
+
+        >>> layout_hint((2, 16, 32, 32, 3), (3,), "x", True)[:40]
+        '; x looks channels-last (N, T, H, W, C) '
+    """
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != (5 if batched else 4):
+        return ""
+    c, t = (1, 2) if batched else (0, 1)
+    if shape[c] in channels:
+        return ""
+    if shape[-1] in channels:
+        layout = "(N, T, H, W, C)" if batched else "(T, H, W, C)"
+        order = "0, 4, 1, 2, 3" if batched else "3, 0, 1, 2"
+        return f"; {name} looks channels-last {layout} = {shape}: pass {name}.permute({order})"
+    if shape[t] in channels:
+        layout = "(N, T, C, H, W)" if batched else "(T, C, H, W)"
+        order = "0, 2, 1, 3, 4" if batched else "1, 0, 2, 3"
+        return f"; {name} looks time-first {layout} = {shape}: pass {name}.permute({order})"
+    return ""
+
+
+#: Channel counts of pixel clips (grey, flow, RGB, RGBA): a clip with more "channels" than
+#: these whose last or third axis has 1 or 3 entries is read as channels-last / time-first.
+_PIXEL_CHANNELS = (1, 2, 3, 4)
+
+
+def _noise_tunnel_integer_inputs() -> Tensor | None:
+    """The integer clip a running ``NoiseTunnel.attribute`` was given, if any.
+
+    NoiseTunnel adds float noise to its inputs before it calls the wrapped method, so a uint8
+    clip reaches captum-video's methods as 0-255 floats. Its own frame (found by its code
+    object, a few frames up) still holds the caller's tensors, which is where the dtype shows.
+    """
+    frame = sys._getframe(2)
+    for _ in range(30):
+        if frame is None:
+            return None
+        if frame.f_code is _NOISE_TUNNEL_CODE:
+            held = frame.f_locals.get("inputs")
+            for tensor in held if isinstance(held, tuple) else (held,):
+                if isinstance(tensor, Tensor) and not (
+                    tensor.is_floating_point() or tensor.is_complex()
+                ):
+                    return tensor
+            return None
+        frame = frame.f_back
+    return None
+
+
+_NOISE_TUNNEL_CODE = getattr(NoiseTunnel.attribute, "__wrapped__", NoiseTunnel.attribute).__code__
 
 
 def validate_video(
@@ -36,27 +182,43 @@ def validate_video(
     min_frames: int = 1,
     batched: bool = True,
     check_finite: bool = True,
+    model: Any = None,
+    guess_layout: bool = False,
+    model_frames: bool = True,
 ) -> Tensor:
     """Check that ``video`` is a floating video tensor and return it unchanged.
+
+    Integer clips (``uint8`` 0-255) are refused everywhere in captum-video with the fix
+    ``clip.float() / 255``: a model, a metric or a renderer would otherwise read 0-255 values
+    as if they were ``[0, 1]`` (or normalised) ones.
 
     Args:
         video (Tensor): the clip, ``(N, C, T, H, W)`` when ``batched`` else ``(C, T, H, W)``.
         name (str, optional): the argument's name, used in error messages.
             Default: ``"inputs"``
-        channels (int or sequence of int, optional): allowed channel counts; ``None`` allows any.
-            Default: None
+        channels (int or sequence of int, optional): allowed channel counts; ``None`` allows any
+            (or the model's, with ``model``). Default: None
         min_frames (int, optional): the fewest frames the caller's method can work with, e.g.
             the model's temporal receptive field. Default: 1
         batched (bool, optional): whether a batch dimension is expected. Default: True
         check_finite (bool, optional): reject NaN and infinite values. Default: True
+        model (nn.Module or callable, optional): the model the clip goes to: its first
+            convolution gives the channel count (:func:`model_input_channels`) and the
+            registry its fewest frames (:func:`model_min_frames`). Default: None
+        guess_layout (bool, optional): the tensor is a pixel clip: with unknown ``channels``,
+            a channel axis longer than 4 while the last (or time) axis has 1-3 entries is
+            refused as channels-last (or time-first). Default: False
+        model_frames (bool, optional): with ``model``, ask the registry for the fewest frames;
+            off for one stream of several (a SlowFast pathway). Default: True
 
     Returns:
         Tensor: ``video`` itself (not a copy), so calls can be chained.
 
     Raises:
         TypeError: ``video`` is not a floating-point tensor.
-        ValueError: wrong number of dimensions, wrong channel count, too few frames, an empty
-            tensor, or NaN/inf values.
+        ValueError: wrong number of dimensions, wrong channel count (channels-last and
+            time-first layouts are named with their fix), too few frames, an empty tensor, or
+            NaN/inf values.
 
     Example::
 
@@ -75,7 +237,7 @@ def validate_video(
         hint = ""
         if batched and video.dim() == 4:
             hint = (
-                "; a single clip (C, T, H, W) needs a batch dimension: video.unsqueeze(0), and "
+                f"; a single clip (C, T, H, W) needs a batch dimension: {name}.unsqueeze(0), and "
                 "an image batch (N, C, H, W) needs a time axis"
             )
         raise ValueError(
@@ -85,23 +247,49 @@ def validate_video(
     if not (video.is_floating_point() or video.is_complex()):
         raise TypeError(
             f"{name} must be a floating-point tensor (e.g. float32 in [0, 1] or normalised), "
-            f"got dtype {video.dtype}; convert with video.float() / 255"
+            f"got dtype {video.dtype}; convert with {name}.float() / 255"
         )
     if video.numel() == 0:
         raise ValueError(f"{name} is empty: shape {tuple(video.shape)}")
     c_dim, t_dim = (1, 2) if batched else (0, 1)
+    owner = "the model"
+    frames_of_model = 1
+    if model is not None:
+        if channels is None:
+            channels = model_input_channels(model)
+        module = module_of(model)
+        owner = f"forward_func ({type(module).__name__})" if module is not None else owner
+        if model_frames:
+            frames_of_model = model_min_frames(model)
     if channels is not None:
         allowed = (channels,) if isinstance(channels, int) else tuple(channels)
         if video.shape[c_dim] not in allowed:
+            hint = layout_hint(video.shape, allowed, name, batched) or (
+                f"; {owner} takes {' or '.join(map(str, allowed))} channels"
+                if model is not None
+                else ""
+            )
             raise ValueError(
                 f"{name} must have {' or '.join(map(str, allowed))} channels in dimension "
-                f"{c_dim} of {layout}, got {video.shape[c_dim]} (shape {tuple(video.shape)}); "
-                "channels-last clips (N, T, H, W, C) need video.permute(0, 4, 1, 2, 3)"
+                f"{c_dim} of {layout}, got {video.shape[c_dim]} (shape {tuple(video.shape)})"
+                f"{hint}"
             )
-    if video.shape[t_dim] < min_frames:
+    elif guess_layout and video.shape[c_dim] not in _PIXEL_CHANNELS:
+        hint = layout_hint(video.shape, (1, 3), name, batched)
+        if hint:
+            raise ValueError(
+                f"{name} must be a clip {layout} with its channels in dimension {c_dim}, got "
+                f"shape {tuple(video.shape)}{hint}"
+            )
+    if video.shape[t_dim] < max(min_frames, frames_of_model):
+        why = (
+            f"{owner} needs at least {frames_of_model} (its temporal receptive field)"
+            if frames_of_model > min_frames
+            else f"at least {min_frames} are needed"
+        )
         raise ValueError(
-            f"{name} has {video.shape[t_dim]} frames but at least {min_frames} are needed "
-            f"(shape {tuple(video.shape)}, time is dimension {t_dim} of {layout})"
+            f"{name} has {video.shape[t_dim]} frames but {why} (shape {tuple(video.shape)}, "
+            f"time is dimension {t_dim} of {layout}); pass a longer clip"
         )
     if check_finite and not bool(torch.isfinite(video).all()):
         n_bad = int((~torch.isfinite(video)).sum())
@@ -115,6 +303,7 @@ def format_video_inputs(
     channels: int | Sequence[int] | None = None,
     min_frames: int = 1,
     all_videos: bool = False,
+    model: Any = None,
 ) -> tuple[bool, tuple[Tensor, ...]]:
     """Validate Captum-style ``inputs`` holding video tensors and put them in a tuple.
 
@@ -130,6 +319,11 @@ def format_video_inputs(
         min_frames (int, optional): fewest frames the method can work with. Default: 1
         all_videos (bool, optional): every tensor must be a video with the same ``T``.
             Default: False
+        model (nn.Module or callable, optional): the method's ``forward_func``: the first
+            tensor must then have the channels of the model's first convolution and at least
+            the frames the registry says the model needs (see :func:`validate_video`); a
+            channels-last or time-first clip is named with the ``permute`` that fixes it.
+            Default: None
 
     Returns:
         tuple: ``(is_inputs_tuple, inputs_as_tuple)``, as Captum's ``_is_tuple`` and
@@ -151,16 +345,42 @@ def format_video_inputs(
     assert formatted is not None
     if len(formatted) == 0:
         raise ValueError("inputs is an empty tuple; expected at least one video tensor")
+    integer = _noise_tunnel_integer_inputs()
+    if integer is not None:
+        raise TypeError(
+            f"inputs of NoiseTunnel must be a floating-point clip, got dtype {integer.dtype}: "
+            "NoiseTunnel adds its noise to the 0-255 values and the wrapped method would "
+            "explain those; pass inputs.float() / 255"
+        )
+    name = "inputs[0]" if is_tuple else "inputs"
+    checked_model = model
+    if model is not None and channels is None and len(formatted) > 1:
+        # Several inputs: the model's first convolution may read another one of them.
+        wanted = model_input_channels(model)
+        if wanted is not None and any(
+            isinstance(t, Tensor) and t.dim() == 5 and t.shape[1] == wanted for t in formatted[1:]
+        ):
+            checked_model = None
     validate_video(
         formatted[0],
-        name="inputs[0]" if is_tuple else "inputs",
+        name=name,
         channels=channels,
         min_frames=min_frames,
+        model=checked_model,
+        guess_layout=True,
+        # The registry's fewest frames are those of the whole clip; of several inputs, the
+        # first may be one pathway of it (SlowFast's slow one).
+        model_frames=len(formatted) == 1,
     )
     batch = formatted[0].shape[0]
     for i, extra in enumerate(formatted[1:], start=1):
         if not isinstance(extra, Tensor):
             raise TypeError(f"inputs[{i}] must be a tensor, got {type(extra).__name__}")
+        if all_videos and extra.dim() == 5 and not extra.is_floating_point():
+            raise TypeError(
+                f"inputs[{i}] must be a floating-point video, got dtype {extra.dtype}; "
+                f"convert with inputs[{i}].float() / 255"
+            )
         if extra.dim() == 0 or extra.shape[0] != batch:
             raise ValueError(
                 f"inputs[{i}] must have the batch size {batch} of inputs[0], "
@@ -176,20 +396,63 @@ def format_video_inputs(
     return is_tuple, formatted
 
 
-def validate_target(target: Any, num_classes: int, batch_size: int) -> None:
-    """Check that class targets are inside ``[0, num_classes)``.
+def _target_values(target: Any) -> list[int] | None:
+    """The class indices in a Captum ``target``; None for ``None`` and tuple targets.
+
+    Raises TypeError for anything but ints, lists of ints and 0-D / 1-D integer tensors.
+    """
+    if target is None or isinstance(target, tuple):
+        return None  # tuples index multi-dimensional outputs: Captum's business
+    if isinstance(target, list) and target and all(isinstance(v, tuple) for v in target):
+        return None  # one tuple per example, as Captum allows
+    fix = "pass class indices: an int, a list of ints or a 1-D integer tensor (one per clip)"
+    if isinstance(target, Tensor):
+        if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+            raise TypeError(f"target must be an integer tensor, got dtype {target.dtype}; {fix}")
+        if target.dim() > 1:
+            raise ValueError(
+                f"target must be a 0-D or 1-D tensor, got shape {tuple(target.shape)}; {fix}"
+            )
+        return [int(v) for v in target.reshape(-1).tolist()]
+    if isinstance(target, numbers.Integral) and not isinstance(target, bool):
+        return [int(target)]
+    if isinstance(target, list):
+        bad = [v for v in target if isinstance(v, bool) or not isinstance(v, numbers.Integral)]
+        if bad:
+            raise TypeError(
+                f"target must be a list of ints, got an entry {bad[0]!r} of type "
+                f"{type(bad[0]).__name__}; {fix}"
+            )
+        return [int(v) for v in target]
+    raise TypeError(
+        f"target must be None or class indices, got {type(target).__name__} {target!r}; {fix}"
+    )
+
+
+def validate_target(
+    target: Any, num_classes: int | None = None, batch_size: int | None = None
+) -> None:
+    """Check the type of class targets and that they are inside ``[0, num_classes)``.
 
     Accepts what Captum accepts for a classification output: ``None``, an int, a list of ints
-    or a 1-D integer tensor with one entry per example. Tuple targets (multi-dimensional
-    outputs) are passed through unchecked.
+    or a 0-D / 1-D integer tensor with one entry per example. Tuple targets (and lists of
+    tuples: multi-dimensional outputs) are passed through unchecked. Negative indices are
+    refused (Python would read ``-1`` as the last class without saying so).
 
     Args:
         target: the Captum ``target`` argument.
-        num_classes (int): size of the model's output along dimension 1.
-        batch_size (int): number of examples N.
+        num_classes (int, optional): size of the model's output along dimension 1; None
+            checks the type and sign only (before the model has run). Default: None
+        batch_size (int, optional): number of examples N; None skips the count check.
+            Default: None
 
     Returns:
         None
+
+    Raises:
+        TypeError: a float, bool, string or other non-integer target.
+        ValueError: a negative or out-of-range index, a count that is neither 1 nor N, or
+            an empty target.
 
     Example::
 
@@ -199,27 +462,22 @@ def validate_target(target: Any, num_classes: int, batch_size: int) -> None:
         ...
         ValueError: target 5 is out of range for a model with 4 outputs (valid: 0..3)
     """
-    if target is None or isinstance(target, tuple):
+    values = _target_values(target)
+    if values is None:
         return
-    if isinstance(target, Tensor):
-        if target.dim() == 0:
-            values = [int(target.item())]
-        elif target.dim() == 1 and not target.is_floating_point():
-            values = [int(v) for v in target.tolist()]
-        else:
-            return
-    elif isinstance(target, int):
-        values = [target]
-    elif isinstance(target, list) and all(isinstance(v, int) for v in target):
-        values = list(target)
-    else:
-        return
-    if len(values) not in (1, batch_size):
+    if not values:
+        raise ValueError("target is empty; pass one class index per clip (or one for all)")
+    if batch_size is not None and len(values) not in (1, batch_size):
         raise ValueError(
             f"target has {len(values)} entries but the batch has {batch_size} examples"
         )
     for value in values:
-        if not 0 <= value < num_classes:
+        if value < 0:
+            raise ValueError(
+                f"target {value} is out of range: class indices start at 0 (negative indices "
+                "are not accepted); pass the class index itself"
+            )
+        if num_classes is not None and value >= num_classes:
             raise ValueError(
                 f"target {value} is out of range for a model with {num_classes} outputs "
                 f"(valid: 0..{num_classes - 1})"
@@ -250,6 +508,8 @@ def resolve_target(output: Tensor, target: Any) -> Any:
     n = output.shape[0]
     if output.dim() >= 2:
         validate_target(target, int(output.shape[1]), n)
+    else:
+        validate_target(target)
     if target is None:
         if output.dim() < 2 or output[0].numel() == 1:
             return None
@@ -320,69 +580,93 @@ def one_score_per_example(output: Tensor, batch: int) -> Tensor:
     return output.reshape(batch)
 
 
-@contextlib.contextmanager
-def preserve_grad_requirements(inputs: tuple[Tensor, ...]) -> Iterator[tuple[Tensor, ...]]:
-    """Turn on ``requires_grad`` for the duration of a block and restore it afterwards.
-
-    This is Captum's ``apply_gradient_requirements`` / ``undo_gradient_requirements`` pair in
-    a ``try/finally``, so a failing attribution does not leave ``requires_grad=True`` on the
-    caller's tensors (a known Captum LRP leak).
-
-    Args:
-        inputs (tuple of Tensor): the tensors that need gradients.
-
-    Returns:
-        A context manager yielding ``inputs``.
-
-    Example::
-
-        >>> x = torch.rand(1, 3, 4, 8, 8)
-        >>> with preserve_grad_requirements((x,)):
-        ...     x.requires_grad
-        True
-        >>> x.requires_grad
-        False
-    """
-    grad_required = apply_gradient_requirements(inputs, warn=False)
-    try:
-        yield inputs
-    finally:
-        undo_gradient_requirements(inputs, grad_required)
-
-
-@contextlib.contextmanager
-def removing_hooks() -> Iterator[list[torch.utils.hooks.RemovableHandle]]:
-    """Collect hook handles in a list and remove all of them when the block ends, also when
-    it ends with an error, so a failing method leaves no hook on the caller's model.
-
-    Returns:
-        A context manager yielding a list; append every handle you register to it.
-
-    Example::
-
-        >>> layer = nn.ReLU()
-        >>> with removing_hooks() as handles:
-        ...     handles.append(layer.register_forward_hook(lambda m, i, o: None))
-        >>> len(layer._forward_hooks)
-        0
-    """
-    handles: list[torch.utils.hooks.RemovableHandle] = []
-    try:
-        yield handles
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
 def model_num_outputs(output: Tensor) -> int:
     """Number of classes of a ``(N, K)`` model output (1 for a ``(N,)`` output)."""
     return 1 if output.dim() < 2 else int(output.shape[1])
 
 
-def module_device(module: nn.Module) -> torch.device:
-    """The device of a module's first parameter or buffer (CPU for a stateless module)."""
-    for tensor in module.parameters():
-        return tensor.device
-    for tensor in module.buffers():
-        return tensor.device
-    return torch.device("cpu")
+def validate_fps(fps: Any, name: str = "fps") -> float:
+    """A frame rate as a finite positive float.
+
+    Args:
+        fps (float): frames per second.
+        name (str, optional): the argument's name. Default: ``"fps"``
+
+    Returns:
+        float
+
+    Raises:
+        TypeError: not a real number.
+        ValueError: zero, negative, NaN or infinite.
+
+    Example::
+
+        >>> validate_fps(25)
+        25.0
+    """
+    if isinstance(fps, bool) or not isinstance(fps, numbers.Real):
+        raise TypeError(f"{name} must be a number of frames per second, got {type(fps).__name__}")
+    value = float(fps)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0 (frames per second), got {fps!r}")
+    return value
+
+
+def validate_positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    """An int argument ``>= minimum`` (a count, a size or a stride).
+
+    Args:
+        value (int): the value.
+        name (str): the argument's name.
+        minimum (int, optional): the smallest value allowed. Default: 1
+
+    Returns:
+        int
+
+    Raises:
+        TypeError: not an int (a bool, a float or a string).
+        ValueError: below ``minimum``.
+
+    Example::
+
+        >>> validate_positive_int(2, "frame_stride")
+        2
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
+    return int(value)
+
+
+def validate_finite(tensor: Any, name: str) -> Tensor:
+    """Raise a ValueError naming ``name`` when ``tensor`` holds NaN or infinite values.
+
+    captum-video's one NaN policy for maps and scores handed to metrics and renderers: they
+    are refused, never turned into a plausible number.
+
+    Args:
+        tensor (Tensor): the values.
+        name (str): the argument's name.
+
+    Returns:
+        Tensor: ``tensor`` itself.
+
+    Example::
+
+        >>> validate_finite(torch.tensor([float("nan")]), "attributions")
+        Traceback (most recent call last):
+        ...
+        ValueError: attributions contains 1 NaN or infinite values; ...
+    """
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"{name} must be a Tensor, got {type(tensor).__name__}")
+    if (tensor.is_floating_point() or tensor.is_complex()) and not bool(
+        torch.isfinite(tensor).all()
+    ):
+        n_bad = int((~torch.isfinite(tensor)).sum())
+        raise ValueError(
+            f"{name} contains {n_bad} NaN or infinite values; metrics and renderers refuse "
+            "them (check the method that made it)"
+        )
+    return tensor

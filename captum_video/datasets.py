@@ -16,6 +16,8 @@ from torch.utils.data import Dataset
 
 __all__ = ["MovingShapes", "VARIANTS"]
 
+#: The variants of :class:`MovingShapes`: the label depends on the object's motion only,
+#: on its appearance only, or on both.
 VARIANTS: tuple[str, ...] = ("motion", "appearance", "mixed")
 
 # RGB colours in [0, 1].

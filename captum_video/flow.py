@@ -6,6 +6,8 @@ the CPU through OpenCV and returns tensors on the clip's device.
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import torch
@@ -58,7 +60,12 @@ def optical_flow(video: Tensor, **farneback: float | int) -> Tensor:
     """
     single = isinstance(video, Tensor) and video.dim() == 4
     batch = video.unsqueeze(0) if single else video
-    validate_video(batch, name="video", min_frames=2)
+    validate_video(batch, name="video", min_frames=2, guess_layout=True)
+    unknown = sorted(set(farneback) - set(FARNEBACK_DEFAULTS))
+    if unknown:
+        raise TypeError(
+            f"unknown Farneback parameters {unknown}; known: {sorted(FARNEBACK_DEFAULTS)}"
+        )
     params = {**FARNEBACK_DEFAULTS, **farneback}
     grey = _grey_uint8(batch)
     n, t, h, w = grey.shape
@@ -98,6 +105,13 @@ def flow_magnitude(flow: Tensor) -> Tensor:
         >>> flow_magnitude(torch.ones(4, 2, 8, 8)).shape
         torch.Size([4, 8, 8])
     """
+    if not isinstance(flow, Tensor):
+        raise TypeError(f"flow must be a Tensor, got {type(flow).__name__}")
+    if flow.dim() < 3 or flow.shape[-3] != 2:
+        raise ValueError(
+            f"flow must be (..., 2, H, W) with (dx, dy) in dimension -3, got shape "
+            f"{tuple(flow.shape)}"
+        )
     return torch.linalg.vector_norm(flow, dim=-3)
 
 
@@ -118,4 +132,19 @@ def motion_mask(video: Tensor, threshold: float = 0.5, **farneback: float | int)
         >>> motion_mask(torch.rand(3, 8, 32, 32)).dtype
         torch.bool
     """
+    check_threshold(threshold)
     return flow_magnitude(optical_flow(video, **farneback)) > threshold
+
+
+def check_threshold(threshold: float, name: str = "threshold") -> float:
+    """A speed threshold as a float: finite and >= 0, or a ValueError naming it."""
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, (int, float))
+        or not math.isfinite(threshold)
+        or threshold < 0
+    ):
+        raise ValueError(
+            f"{name} must be a finite number >= 0 (pixels per frame), got {threshold!r}"
+        )
+    return float(threshold)

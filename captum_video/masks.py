@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from captum_video._validation import validate_video
-from captum_video.flow import flow_magnitude, optical_flow
+from captum_video.flow import check_threshold, flow_magnitude, optical_flow
 
 __all__ = [
     "frame_mask",
@@ -50,7 +50,21 @@ def num_features(mask: Tensor) -> int:
         >>> num_features(frame_mask(torch.rand(1, 3, 8, 16, 16)))
         8
     """
+    _check_mask(mask)
     return int(mask.max()) + 1
+
+
+def _check_mask(mask: Tensor) -> None:
+    """A non-empty integer feature mask, or a TypeError / ValueError naming ``mask``."""
+    if not isinstance(mask, Tensor):
+        raise TypeError(f"mask must be an integer Tensor of feature ids, got {type(mask).__name__}")
+    if mask.is_floating_point() or mask.is_complex() or mask.dtype == torch.bool:
+        raise TypeError(
+            f"mask must hold integer feature ids, got dtype {mask.dtype}; build one with "
+            "frame_mask, tube_mask, ... or pass mask.long()"
+        )
+    if mask.dim() == 0 or mask.numel() == 0:
+        raise ValueError(f"mask must be a non-empty (N, ...) tensor, got shape {tuple(mask.shape)}")
 
 
 def relabel(mask: Tensor) -> Tensor:
@@ -69,6 +83,7 @@ def relabel(mask: Tensor) -> Tensor:
         tensor([[0, 0, 1],
                 [0, 1, 1]])
     """
+    _check_mask(mask)
     flat = mask.reshape(mask.shape[0], -1).long()
     # Per-clip dense ranks without a Python loop: offset each clip into its own id range.
     span = int(flat.max()) - int(flat.min()) + 1
@@ -326,6 +341,7 @@ def flow_mask(
         torch.Size([1, 1, 16, 32, 32])
     """
     n, t, h, w = _shape(video)
+    check_threshold(threshold)
     if not isinstance(directions, int) or directions < 1:
         raise ValueError(f"directions must be a positive int, got {directions!r}")
     segments = segment_mask(video, num_segments).view(1, t, 1, 1)

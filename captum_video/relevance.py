@@ -6,12 +6,15 @@ filter, the per-frame relevance curve, and the up-sampling of a layer map to the
 
 from __future__ import annotations
 
+import numbers
 from typing import Literal, TypeVar
 
 import numpy as np
 import torch
 from captum.attr import LayerAttribution
 from torch import Tensor
+
+from captum_video._validation import validate_finite
 
 __all__ = [
     "ChannelReduction",
@@ -60,7 +63,7 @@ def reduce_channels(attr: Tensor, mode: ChannelReduction = "sum") -> Tensor:
         return attr.clamp(min=0).sum(1, keepdim=True)
     if mode == "max_abs":
         return attr.abs().amax(1, keepdim=True)
-    raise ValueError(f"channel reduction must be one of {_REDUCTIONS}, got {mode!r}")
+    raise ValueError(f"mode (the channel reduction) must be one of {_REDUCTIONS}, got {mode!r}")
 
 
 def apply_sign(relevance: ArrayT, sign: str) -> ArrayT:
@@ -125,6 +128,7 @@ def relevance_per_frame(
     """
     if normalize not in ("sum", "max", "mean", None):
         raise ValueError(f"normalize must be 'sum', 'max', 'mean' or None, got {normalize!r}")
+    validate_finite(relevance, "relevance")
     mass = apply_sign(reduce_channels(relevance, "sum")[:, 0], sign).sum(dim=(2, 3))
     if normalize is None:
         return mass
@@ -157,6 +161,17 @@ def upsample_to_input(
         >>> upsample_to_input(torch.rand(1, 1, 2, 4, 4), (8, 32, 32)).shape
         torch.Size([1, 1, 8, 32, 32])
     """
+    if not isinstance(layer_attr, Tensor) or layer_attr.dim() != 5:
+        shape = tuple(layer_attr.shape) if isinstance(layer_attr, Tensor) else type(layer_attr)
+        raise ValueError(f"layer_attr must be a (N, K, T', H', W') tensor, got {shape}")
+    if not (
+        isinstance(size, (tuple, list))
+        and len(size) == 3
+        and all(
+            isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1 for s in size
+        )
+    ):
+        raise ValueError(f"size must be (T, H, W) of three ints >= 1, got {size!r}")
     size = tuple(int(s) for s in size)  # type: ignore[assignment]
     if tuple(layer_attr.shape[2:]) == size:
         return layer_attr

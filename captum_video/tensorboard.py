@@ -17,7 +17,7 @@ import json
 import numbers
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from PIL import Image
 from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 from torch import Tensor
 
-from captum_video._validation import validate_video
+from captum_video._validation import validate_fps, validate_video
 from captum_video.relevance import reduce_channels, relevance_per_frame, upsample_to_input
 from captum_video_tb import metadata
 
@@ -68,12 +68,16 @@ def add_relevance_clip(
             ``FileWriter``, anything with ``add_summary(summary, global_step, walltime)``).
         tag (str): the series name, e.g. ``"relevance/clip0"``; one tag per clip you follow.
         video (Tensor): the clip ``(C, T, H, W)`` or ``(1, C, T, H, W)`` with ``C`` 1 or 3;
-            float in ``[0, 1]`` or ``uint8``. Float clips outside ``[0, 1]`` (normalised inputs)
+            float in ``[0, 1]`` (``uint8`` clips are refused: pass ``clip.float() / 255``, as
+            everywhere in captum-video). Float clips outside ``[0, 1]`` (normalised inputs)
             are min-max rescaled for display and the header says ``video_rescaled: true``;
             un-normalise them yourself for faithful colours.
         attribution (Tensor or SpatioTemporalRelevance): relevance for ``video``:
             ``(C', T', H', W')``, ``(1, C', T', H', W')`` or ``(T', H', W')``. Channels are
-            summed; a different ``(T', H', W')`` (e.g. a layer map) is up-sampled to the clip.
+            summed; a smaller ``(T', H', W')`` (a layer map, no larger than the clip in any
+            dimension and not turned on its side) is up-sampled to the clip; a map with the
+            clip's size but H and W swapped is refused, as
+            :func:`~captum_video.visualization.write_video` refuses it.
             The named tuple returned by
             :class:`~captum_video.attr.SpatioTemporalSplit` (for one clip) is unpacked: its
             ``joint`` field is the attribution and its ``spatial`` and ``temporal`` fields
@@ -128,8 +132,7 @@ def add_relevance_clip(
     """
     if not isinstance(tag, str) or not tag:
         raise ValueError(f"tag must be a non-empty string, got {tag!r}")
-    if not isinstance(fps, numbers.Real) or not float(fps) > 0:
-        raise ValueError(f"fps must be a positive number, got {fps!r}")
+    validate_fps(fps)
     if frame_format not in ("png", "jpeg"):
         raise ValueError(f"frame_format must be 'png' or 'jpeg', got {frame_format!r}")
     file_writer = _file_writer(writer)
@@ -140,7 +143,7 @@ def add_relevance_clip(
     extra = dict(extra or {})
     fields = getattr(attribution, "_fields", None)
     if isinstance(fields, tuple) and "joint" in fields:  # a SpatioTemporalRelevance
-        named = attribution._asdict()
+        named = cast(Any, attribution)._asdict()
         extra = {**{k: v for k, v in named.items() if k != "joint"}, **extra}
         attribution = named["joint"]
     parts = {"joint": _relevance_map(attribution, "attribution", size)}
@@ -255,8 +258,6 @@ def _single_clip(x: Any, name: str) -> Tensor:
 def _video_frames(video: Any) -> tuple[np.ndarray, bool]:
     """The clip as (T, H, W, C) uint8 frames, and whether it was min-max rescaled."""
     video = _single_clip(video, "video")
-    if video.dtype == torch.uint8:
-        video = video.float() / 255.0
     validate_video(video, name="video", channels=(1, 3), batched=False)
     video = video.detach().to("cpu", torch.float64)
     low, high = float(video.min()), float(video.max())
@@ -284,12 +285,29 @@ def _relevance_map(attr: Any, name: str, size: tuple[int, int, int]) -> Tensor:
     if not bool(torch.isfinite(attr).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
     reduced = reduce_channels(attr.detach().to("cpu", torch.float64).unsqueeze(0), "sum")
-    if tuple(reduced.shape[2:]) != size and attr.shape[1] > size[0]:
-        raise ValueError(
-            f"{name} has {attr.shape[1]} frames but the video has {size[0]}; relevance "
-            "for this clip must have as many frames or fewer (a layer map)"
-        )
+    got = tuple(int(s) for s in reduced.shape[2:])
+    if got != size:
+        _check_layer_map(got, size, name)
     return upsample_to_input(reduced, size)[0, 0]
+
+
+def _check_layer_map(got: tuple[int, ...], size: tuple[int, int, int], name: str) -> None:
+    """Refuse a relevance that is not the clip's ``(T, H, W)`` and cannot be a layer map of
+    it: larger in some dimension, or turned on its side (a map whose H and W are swapped).
+    Down-sampling never turns a frame on its side, so a genuine layer map keeps H <= W or
+    H >= W as the clip does."""
+    t, h, w = size
+    if got[1:] == (w, h) or (got[1] > got[2] and h < w) or (got[1] < got[2] and h > w):
+        raise ValueError(
+            f"{name} covers (T, H, W) = {got} but the video is {size}: its H and W look "
+            f"swapped; pass {name}.transpose(-1, -2) if so (relevance is never resampled to "
+            "another orientation)"
+        )
+    if any(a > b for a, b in zip(got, size, strict=True)):
+        raise ValueError(
+            f"{name} covers (T, H, W) = {got}, more than the video's {size} (frames, height "
+            "or width); relevance for this clip must have its size, or be a smaller layer map"
+        )
 
 
 def _quantise(unit: Tensor, encoding: str) -> np.ndarray:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import mimetypes
+import re
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,9 @@ _STATIC_DIR = Path(__file__).resolve().parent / "static"
 _STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
 # read_blob_sequences needs a number; ingestion has already sampled, so take all it kept.
 _READ_ALL = 1_000_000
+# Blob keys: URL-safe base64 (of a JSON list for the multiplexer), a few hundred characters.
+_KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+_MAX_KEY = 4096
 
 
 class CaptumVideoPlugin(base_plugin.TBPlugin):
@@ -216,8 +220,22 @@ class CaptumVideoPlugin(base_plugin.TBPlugin):
         key = request.args.get("key")
         if not key:
             raise errors.InvalidArgumentError("key is required")
+        # Both data providers' keys are URL-safe base64; anything else is not one of theirs.
+        if len(key) > _MAX_KEY or not _KEY_PATTERN.fullmatch(key):
+            raise errors.InvalidArgumentError("key is not a blob key of this server")
         ctx, _ = self._ctx(request)
-        data = self._provider.read_blob(ctx, blob_key=key)
+        try:
+            data = self._provider.read_blob(ctx, blob_key=key)
+        except errors.PublicError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError) as exc:
+            # The multiplexer (--load_fast=false) decodes the key (base64, then JSON of six
+            # fields) and looks its run, tag, step and index up without checking any of them.
+            raise errors.InvalidArgumentError(
+                f"key is not a blob key of this server ({type(exc).__name__})"
+            ) from None
+        if not isinstance(data, bytes):
+            raise errors.InvalidArgumentError("key does not name one blob")
         response = wrappers.Response(data, mimetype=_sniff(data))
         response.headers["X-Content-Type-Options"] = "nosniff"
         # A key names fixed bytes for the server's lifetime, so caching by ETag is safe.

@@ -70,7 +70,7 @@ def test_the_log_usage_check_can_fail() -> None:
 
 @pytest.mark.parametrize("cls", PUBLIC_METHODS, ids=lambda c: c.__name__)
 def test_every_attribute_docstring_says_what_target_none_means(cls: type) -> None:
-    doc = inspect.getdoc(cls.attribute) or ""
+    doc = " ".join((inspect.getdoc(cls.attribute) or "").split())
     if "target" not in inspect.signature(cls.attribute).parameters:
         assert "target" in doc  # wrappers pass it on and say so
         return

@@ -21,7 +21,9 @@ LAYERS: list[list[str]] = [
     ["captum_video_tb"],  # the TensorBoard plugin: tensorboard and the standard library only
     [
         "captum_video",  # the package root (version only)
+        "captum_video._model_state",
         "captum_video._validation",
+        "captum_video._memory",
         "captum_video._distributed",
         "captum_video.relevance",
         "captum_video.flow",
@@ -35,8 +37,17 @@ LAYERS: list[list[str]] = [
     ["captum_video.metrics", "captum_video.concept"],
     ["captum_video.visualization", "captum_video.tensorboard"],
     ["captum_video.explainers"],
+    ["captum_video.timeline"],
+    ["captum_video.stream"],
+    [
+        "captum_video.pipeline.identity",
+        "captum_video.pipeline.lock",
+        "captum_video.pipeline.failures",
+    ],
     ["captum_video.pipeline.items", "captum_video.pipeline.store"],
-    ["captum_video.pipeline.run"],
+    ["captum_video.pipeline.verify"],
+    ["captum_video.pipeline.run", "captum_video.pipeline._arguments"],
+    ["captum_video.pipeline.verdict"],
     ["captum_video.pipeline.summary"],
     [
         "captum_video.pipeline._html",

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
 
-from captum_video._validation import (
-    format_video_inputs,
+from captum_video._model_state import (
+    evaluating,
+    in_eval_mode,
     preserve_grad_requirements,
     removing_hooks,
+)
+from captum_video._validation import (
+    format_video_inputs,
+    model_input_channels,
+    model_min_frames,
+    validate_fps,
+    validate_positive_int,
     validate_target,
     validate_video,
 )
@@ -98,3 +108,95 @@ def test_hooks_removed_on_error() -> None:
         handles.append(layer.register_forward_hook(lambda *a: None))
         raise RuntimeError("boom")
     assert len(layer._forward_hooks) == 0
+
+
+def test_layouts_are_named_with_their_fix() -> None:
+    model = nn.Sequential(nn.Conv3d(3, 4, 3), nn.ReLU())
+    clip = torch.rand(2, 3, 8, 16, 16)
+    cases = [
+        (clip.permute(0, 2, 3, 4, 1), r"channels-last \(N, T, H, W, C\).*permute\(0, 4, 1, 2, 3\)"),
+        (clip.permute(0, 2, 1, 3, 4), r"time-first \(N, T, C, H, W\).*permute\(0, 2, 1, 3, 4\)"),
+        (clip[:, :1], r"forward_func \(Sequential\) takes 3 channels"),
+    ]
+    for bad, match in cases:
+        with pytest.raises(ValueError, match=match):
+            format_video_inputs(bad, model=model)
+    # Without a model, a pixel clip's layout is still recognised.
+    with pytest.raises(ValueError, match="channels-last"):
+        format_video_inputs(clip.permute(0, 2, 3, 4, 1))
+    # A second stream the first convolution may read: the first tensor is not held to it.
+    format_video_inputs((torch.rand(2, 2, 8, 16, 16), clip), model=model)
+
+
+def test_model_channels_and_frames() -> None:
+    from captum_video.models import C3DSmall
+
+    assert model_input_channels(C3DSmall()) == 3 and model_min_frames(C3DSmall()) == 4
+    assert model_input_channels(C3DSmall().forward) == 3  # a bound method
+    assert model_input_channels(nn.Sequential(nn.LazyConv3d(4, 3))) is None
+    assert model_input_channels(lambda x: x) is None and model_min_frames(lambda x: x) == 1
+    with pytest.raises(ValueError, match=r"C3DSmall\) needs at least 4"):
+        format_video_inputs(torch.rand(1, 3, 3, 16, 16), model=C3DSmall())
+    with pytest.raises(ValueError, match="at least 5 are needed"):
+        format_video_inputs(torch.rand(1, 3, 4, 16, 16), model=C3DSmall(), min_frames=5)
+
+
+@pytest.mark.parametrize(
+    ("target", "error", "match"),
+    [
+        (1.5, TypeError, "got float 1.5"),
+        ("up", TypeError, "got str 'up'"),
+        (True, TypeError, "got bool"),
+        ([0, 1.0], TypeError, "list of ints"),
+        (torch.tensor([0.0]), TypeError, "integer tensor"),
+        (torch.tensor([[0]]), ValueError, "0-D or 1-D"),
+        (-1, ValueError, "negative indices are not accepted"),
+        ([], ValueError, "empty"),
+    ],
+)
+def test_target_types(target: object, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        validate_target(target)  # before the model ran: type and sign only
+
+
+def test_evaluating_restores_every_mode_and_leaves_statistics() -> None:
+    net = nn.Sequential(nn.Conv3d(3, 2, 1), nn.BatchNorm3d(2), nn.Dropout(0.5)).train()
+    net[2].eval()  # partly in eval mode: stays so
+    stats = net[1].running_mean.clone()
+    with pytest.warns(UserWarning, match="runs the model in eval mode"):
+        with evaluating(net, "X.attribute"):
+            assert not any(m.training for m in net.modules())
+            net(torch.rand(2, 3, 2, 4, 4))
+    assert [m.training for m in net.modules()] == [True, True, True, False]
+    assert torch.equal(net[1].running_mean, stats)
+    plain = nn.Sequential(nn.Conv3d(3, 2, 1), nn.ReLU())  # train mode changes nothing here
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with evaluating(plain):
+            assert not plain.training
+    assert plain.training
+    with pytest.raises(RuntimeError), pytest.warns(UserWarning), evaluating(net):
+        raise RuntimeError("boom")
+    assert net.training and not net[2].training
+
+
+def test_in_eval_mode_and_numbers() -> None:
+    class Method:
+        def __init__(self, model: nn.Module) -> None:
+            self.forward_func = model
+
+        @in_eval_mode
+        def attribute(self) -> bool:
+            return self.forward_func.training
+
+    net = nn.Sequential(nn.BatchNorm3d(2)).train()
+    with pytest.warns(UserWarning, match=r"Method\.attribute runs the model in eval mode"):
+        assert Method(net).attribute() is False
+    assert net.training
+    for bad in (0, -1, float("inf"), float("nan"), "8", True):
+        with pytest.raises((ValueError, TypeError), match="fps"):
+            validate_fps(bad)
+    for bad in (0, -2, 1.5, "3", False):
+        with pytest.raises((ValueError, TypeError), match="stride"):
+            validate_positive_int(bad, "stride")
+    assert validate_fps(25) == 25.0 and validate_positive_int(3, "stride") == 3

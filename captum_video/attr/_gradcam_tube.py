@@ -94,6 +94,11 @@ class GradCAMTube(TubeAttribution, GradientAttribution):
     ) -> Tensor | tuple[Tensor, ...]:
         r"""Compute the Grad-CAM tube of ``target`` for each clip.
 
+        The model's state is left as it was: a model in train mode runs in eval mode for the
+        call, with a warning, and every module's mode is restored afterwards, so BatchNorm
+        statistics never change; the caller's tensors keep their values and
+        ``requires_grad``. Bad input raises a ValueError / TypeError that names the argument.
+
         Args:
             inputs (Tensor or tuple of Tensor): clips ``(N, C, T, H, W)``; a tuple for models
                 with several inputs (e.g. RGB and flow streams).

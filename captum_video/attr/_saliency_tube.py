@@ -113,6 +113,11 @@ class SaliencyTube(TubeAttribution):
     ) -> Tensor | tuple[Tensor, ...]:
         r"""Compute the Saliency Tube of ``target`` for each clip.
 
+        The model's state is left as it was: a model in train mode runs in eval mode for the
+        call, with a warning, and every module's mode is restored afterwards, so BatchNorm
+        statistics never change; the caller's tensors keep their values and
+        ``requires_grad``. Bad input raises a ValueError / TypeError that names the argument.
+
         Args:
             inputs (Tensor or tuple of Tensor): clips ``(N, C, T, H, W)``.
             target (int, list or Tensor, optional): class per clip; ``None`` explains each

@@ -16,6 +16,7 @@ Motion Relevance for Activity Recognition in Video Deep Learning Models", arXiv 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import warnings
@@ -26,9 +27,16 @@ import torch.nn.functional as F
 from captum._utils.common import _format_additional_forward_args, _format_tensor_into_tuples
 from captum.attr import Attribution
 from captum.log import log_usage
-from torch import Tensor
+from torch import Tensor, nn
 
-from captum_video._validation import format_video_inputs, target_or_prediction, validate_video
+from captum_video._model_state import in_eval_mode, preserve_grad_requirements
+from captum_video._validation import (
+    format_video_inputs,
+    target_or_prediction,
+    validate_target,
+    validate_video,
+)
+from captum_video.registry import classifier_of
 from captum_video.relevance import ChannelReduction, reduce_channels, upsample_to_input
 
 __all__ = ["SelectiveRelevance", "selective_relevance", "sobel_time_kernel"]
@@ -269,6 +277,7 @@ class SelectiveRelevance(Attribution):
         return False
 
     @log_usage(part_of_slo=True)
+    @in_eval_mode
     def attribute(
         self,
         inputs: Tensor | tuple[Tensor, ...],
@@ -280,6 +289,11 @@ class SelectiveRelevance(Attribution):
         **kwargs: Any,
     ) -> Tensor | tuple[Tensor, ...]:
         r"""Attribute with the wrapped method and keep the relevance that changes in time.
+
+        The model's state is left as it was: a model in train mode runs in eval mode for the
+        call, with a warning, and every module's mode is restored afterwards, so BatchNorm
+        statistics never change; the caller's tensors keep their values and
+        ``requires_grad``. Bad input raises a ValueError / TypeError that names the argument.
 
         Args:
             inputs (Tensor or tuple of Tensor): clips ``(N, C, T, H, W)``; a tuple's first
@@ -328,18 +342,30 @@ class SelectiveRelevance(Attribution):
         # captum-video's methods check their inputs with format_video_inputs before they touch
         # the model and read target=None as the predicted class; doing either here too would
         # scan the clip a second time or cost a forward pass.
-        if not type(method).__module__.startswith("captum_video."):
-            _, formatted = format_video_inputs(inputs)
+        ours = type(method).__module__.startswith("captum_video.")
+        if not ours:
+            _, formatted = format_video_inputs(inputs, model=method.forward_func)
             takes_target = "target" in inspect.signature(method.attribute).parameters
             if takes_target and kwargs.get("target") is None:
                 extra = _format_additional_forward_args(kwargs.get("additional_forward_args"))
                 kwargs["target"] = target_or_prediction(method.forward_func, formatted, extra, None)
+            elif takes_target:
+                # Captum would read -1 as the last class, and 1.5 or "a" reach its gather().
+                validate_target(kwargs["target"], _num_classes(method.forward_func))
         attr_fn = method.attribute
         # __wrapped__ skips the inner log_usage, as NoiseTunnel does; plain methods are called.
         raw = getattr(attr_fn, "__wrapped__", None)
-        attributions = (
-            raw(method, inputs, **kwargs) if raw is not None else attr_fn(inputs, **kwargs)
+        # Captum's gradient methods set requires_grad on the caller's tensors and leave it set
+        # when they fail: restore it here (captum-video's own methods never set it).
+        guard = (
+            preserve_grad_requirements(_format_tensor_into_tuples(inputs))
+            if not ours
+            else contextlib.nullcontext()
         )
+        with guard:
+            attributions = (
+                raw(method, inputs, **kwargs) if raw is not None else attr_fn(inputs, **kwargs)
+            )
         formatted = _format_tensor_into_tuples(inputs)
 
         attr_is_tuple = isinstance(attributions, tuple)
@@ -391,3 +417,18 @@ class SelectiveRelevance(Attribution):
             channel_reduction = "sum"
         upsampled = upsample_to_input(attr, size, mode=upsample_mode)  # type: ignore[arg-type]
         return upsampled, channel_reduction
+
+
+def _num_classes(forward_func: Any) -> int | None:
+    """The outputs of the model's classifier head where the registry knows it (no forward)."""
+    if not isinstance(forward_func, nn.Module):
+        return None
+    try:
+        head = classifier_of(forward_func)
+    except (ValueError, TypeError, AttributeError):
+        return None
+    last = [m for m in head.modules() if isinstance(m, (nn.Linear, nn.Conv3d))]
+    if not last:
+        return None
+    layer = last[-1]
+    return int(layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels)

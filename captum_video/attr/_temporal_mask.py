@@ -20,6 +20,7 @@ from captum.attr import PerturbationAttribution
 from captum.log import log_usage
 from torch import Tensor
 
+from captum_video._model_state import in_eval_mode
 from captum_video._validation import format_video_inputs, one_score_per_example, resolve_target
 from captum_video.baselines import freeze, freeze_soft, reverse_masked
 
@@ -61,6 +62,7 @@ class TemporalMask(PerturbationAttribution):
 
     @log_usage(part_of_slo=True)
     @torch.no_grad()
+    @in_eval_mode
     def attribute(  # type: ignore[override]
         self,
         inputs: Tensor | tuple[Tensor, ...],
@@ -79,6 +81,11 @@ class TemporalMask(PerturbationAttribution):
         generator: torch.Generator | None = None,
     ) -> Tensor | tuple[Tensor, ...]:
         r"""Optimise a per-frame mask whose perturbation destroys the target score.
+
+        The model's state is left as it was: a model in train mode runs in eval mode for the
+        call, with a warning, and every module's mode is restored afterwards, so BatchNorm
+        statistics never change; the caller's tensors keep their values and
+        ``requires_grad``. Bad input raises a ValueError / TypeError that names the argument.
 
         Args:
             inputs (Tensor or tuple of Tensor): clips ``(N, C, T, H, W)``; every tensor of a
@@ -113,7 +120,9 @@ class TemporalMask(PerturbationAttribution):
             >>> tm = TemporalMask(model)
             >>> mask = tm.attribute(clip, target=label, perturbation="reverse", n_iter=50)
         """
-        is_tuple, xs = format_video_inputs(inputs, min_frames=2, all_videos=True)
+        is_tuple, xs = format_video_inputs(
+            inputs, min_frames=2, all_videos=True, model=self.forward_func
+        )
         n, t = xs[0].shape[0], xs[0].shape[2]
         perturb = self._perturbation(perturbation)
         if init not in ("central", "random"):

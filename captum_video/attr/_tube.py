@@ -39,7 +39,8 @@ from captum._utils.typing import TargetType
 from captum.attr import LayerAttribution
 from torch import Tensor, nn
 
-from captum_video._validation import format_video_inputs, removing_hooks, resolve_target
+from captum_video._model_state import evaluating, removing_hooks
+from captum_video._validation import format_video_inputs, resolve_target
 from captum_video.registry import (
     ReshapeFn,
     default_layer,
@@ -250,9 +251,37 @@ class TubeAttribution(LayerAttribution):
         """The tube pipeline; ``attribute`` of a subclass calls it with its own options.
 
         ``pathway`` (multi-pathway layers): ``None`` (one map per pathway input, else their
-        sum), an index, or ``"sum"``.
+        sum), an index, or ``"sum"``. A model in train mode runs in eval mode for the call,
+        with a warning, so its BatchNorm statistics stay as they were
+        (:func:`captum_video._model_state.evaluating`).
         """
-        is_tuple, formatted = format_video_inputs(inputs)
+        with evaluating(self.forward_func, f"{type(self).__name__}.attribute"):
+            return self._attribute_in_eval_mode(
+                inputs,
+                target,
+                additional_forward_args,
+                relu_attributions,
+                interpolate,
+                interpolate_mode,
+                attribute_to_layer_input,
+                pathway=pathway,
+                **options,
+            )
+
+    def _attribute_in_eval_mode(
+        self,
+        inputs: Tensor | tuple[Tensor, ...],
+        target: TargetType,
+        additional_forward_args: Any,
+        relu_attributions: bool,
+        interpolate: bool,
+        interpolate_mode: str,
+        attribute_to_layer_input: bool,
+        *,
+        pathway: int | str | None = None,
+        **options: Any,
+    ) -> Tensor | tuple[Tensor, ...]:
+        is_tuple, formatted = format_video_inputs(inputs, model=self.forward_func)
         if interpolate_mode not in _INTERPOLATE_MODES:
             raise ValueError(
                 f"interpolate_mode must be one of {_INTERPOLATE_MODES}, got {interpolate_mode!r}"

@@ -24,6 +24,15 @@ def _gaussian_matrix(size: int, sigma: float, device: torch.device, dtype: torch
     return matrix.index_put_((rows, cols), kernel.expand_as(rows).contiguous(), accumulate=True)
 
 
+def _check_sigma(sigma: float) -> float:
+    """``sigma`` as a float, or a ValueError naming it (negative, NaN, infinite, not a number)."""
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma):
+        raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
+    if sigma < 0:
+        raise ValueError(f"sigma must be >= 0, got {sigma}")
+    return float(sigma)
+
+
 def temporal_blur(x: Tensor, sigma: float) -> Tensor:
     r"""Gaussian blur along time only (replicated borders): motion is smeared, frames are not.
 
@@ -41,8 +50,7 @@ def temporal_blur(x: Tensor, sigma: float) -> Tensor:
         torch.Size([1, 3, 8, 16, 16])
     """
     _check(x)
-    if sigma < 0:
-        raise ValueError(f"sigma must be >= 0, got {sigma}")
+    sigma = _check_sigma(sigma)
     if sigma == 0:
         return x.clone()
     g = _gaussian_matrix(x.shape[2], float(sigma), x.device, x.dtype)
@@ -66,9 +74,7 @@ def spatial_blur(x: Tensor, sigma: float | None = None) -> Tensor:
     """
     _check(x)
     h, w = x.shape[3], x.shape[4]
-    sigma = 0.1 * min(h, w) if sigma is None else float(sigma)
-    if sigma < 0:
-        raise ValueError(f"sigma must be >= 0, got {sigma}")
+    sigma = 0.1 * min(h, w) if sigma is None else _check_sigma(sigma)
     if sigma == 0:
         return x.clone()
     gh = _gaussian_matrix(h, sigma, x.device, x.dtype)

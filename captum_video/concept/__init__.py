@@ -9,6 +9,8 @@
   with a static twin.
 """
 
+# Loads the registry, which tells the shared input checks each model's fewest frames.
+import captum_video.registry  # noqa: F401
 from captum_video.concept._classifier import TorchLinearClassifier
 from captum_video.concept._concept import VideoConcept, dynamic_clip, static_clip, static_twin
 from captum_video.concept._discovery import DiscoveredConcept, discover_concepts, kmeans

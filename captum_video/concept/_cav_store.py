@@ -16,7 +16,8 @@ from captum.concept._core.cav import CAV
 from captum.concept._utils.common import concepts_to_str
 from torch import Tensor
 
-from captum_video._validation import format_video_inputs, module_device
+from captum_video._model_state import in_eval_mode, module_device
+from captum_video._validation import format_video_inputs
 from captum_video.concept._pooling import pool_activations
 
 __all__ = ["CAVStore"]
@@ -39,6 +40,7 @@ class CAVStore(TCAV):
         # Pooled activations must never mix with Captum's flattened ones on disk.
         return f"{layer}@{self.act_pool}"
 
+    @in_eval_mode
     def generate_activation(self, layers: str | list[str], concept: Concept) -> None:
         r"""Compute (and cache) pooled activations of ``concept`` for ``layers``.
 
@@ -62,7 +64,7 @@ class CAVStore(TCAV):
         for _i, batch in enumerate(concept.data_iter):
             if isinstance(batch, (list, tuple)) and len(batch) == 1:
                 batch = batch[0]
-            _, formatted = format_video_inputs(batch)
+            _, formatted = format_video_inputs(batch, model=self.model)
             batch = tuple(t.to(device) for t in formatted)
             with torch.no_grad():
                 acts = layer_act.attribute.__wrapped__(  # type: ignore[attr-defined]

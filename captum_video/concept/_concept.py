@@ -18,7 +18,7 @@ from captum.concept import Concept
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
-from captum_video._validation import validate_video
+from captum_video._validation import validate_positive_int, validate_video
 
 __all__ = ["VideoConcept", "static_clip", "dynamic_clip", "static_twin"]
 
@@ -98,7 +98,7 @@ class VideoConcept(Concept):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if clips is not None:
-            validate_video(clips, name=f"clips of concept {name!r}")
+            validate_video(clips, name=f"clips of concept {name!r}", guess_layout=True)
             if preprocess is not None:
                 clips = preprocess(clips)
                 validate_video(clips, name=f"pre-processed clips of concept {name!r}")
@@ -271,6 +271,7 @@ def static_twin(clip: Tensor, frame_index: int | None = None) -> Tensor:
     """
     if not isinstance(clip, Tensor) or clip.dim() not in (4, 5):
         raise ValueError("clip must be a tensor (C, T, H, W) or (N, C, T, H, W)")
+    validate_video(clip, name="clip", batched=clip.dim() == 5, check_finite=False)
     time_dim = clip.dim() - 3
     num_frames = clip.shape[time_dim]
     index = num_frames // 2 if frame_index is None else frame_index
@@ -313,6 +314,8 @@ def dynamic_clip(
         >>> dynamic_clip(video, boxes, 16, size=(32, 32)).shape
         torch.Size([3, 16, 32, 32])
     """
+    validate_positive_int(num_frames, "num_frames")
+    validate_positive_int(start, "start", minimum=0)
     validate_video(video, name="video", batched=False, min_frames=start + num_frames)
     if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape[1] != 4:
         raise ValueError(

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from captum._utils.common import _get_module_from_name
 from torch import Tensor, nn
 
-from captum_video._validation import module_device, validate_target, validate_video
+from captum_video._model_state import eval_mode_for, module_device
+from captum_video._validation import validate_target, validate_video
 from captum_video.concept._concept import VideoConcept, static_twin
 from captum_video.concept._significance import SignificanceResult
 from captum_video.concept._tcav import VideoTCAV, pool_activations
@@ -99,6 +100,10 @@ def kmeans(
         >>> len(set(labels[:10].tolist())), len(set(labels[10:].tolist()))
         (1, 1)
     """
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor of points (N, D), got {x!r:.80}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("x contains NaN or infinite values; kmeans needs finite points")
     if x.dim() != 2 or not 1 <= k <= x.shape[0]:
         raise ValueError(f"kmeans needs points (N, D) and 1 <= k <= N, got {tuple(x.shape)}, k={k}")
     gen = torch.Generator().manual_seed(seed)
@@ -217,6 +222,7 @@ def _embed(model: nn.Module, layer: str, clips: Tensor, act_pool: str, batch: in
     return torch.cat(out)
 
 
+@eval_mode_for("model")
 def discover_concepts(
     model: nn.Module,
     layer: str,
@@ -237,6 +243,9 @@ def discover_concepts(
     batch_size: int = 32,
 ) -> list[DiscoveredConcept]:
     r"""Find candidate concepts a video model uses for a class, each with a static twin.
+
+    A model in train mode runs in eval mode for the call (with a warning; each module's mode
+    is restored afterwards), so its BatchNorm statistics never change.
 
     1. Segment every clip: ``"tubelet"`` (a grid of spatio-temporal boxes), ``"supervoxel"``
        (:func:`captum_video.masks.supervoxel_mask`), or any callable
@@ -284,7 +293,8 @@ def discover_concepts(
         ...                           n_concepts=2, target=0)               # doctest: +SKIP
         >>> [(c.name, round(c.tcav, 2), round(c.static_tcav, 2)) for c in found]  # doctest: +SKIP
     """
-    validate_video(videos, name="videos")
+    validate_video(videos, name="videos", model=model)
+    validate_target(target)
     if n_concepts < 1 or clips_per_concept < 2 or n_random < 2:
         raise ValueError("need n_concepts >= 1, clips_per_concept >= 2 and n_random >= 2")
     device = module_device(model)

@@ -11,6 +11,8 @@ from torch import Tensor, nn
 __all__ = ["ACT_POOLS", "ActPool", "TCAVScores", "pool_activations"]
 
 ActPool = Literal["none", "spatial", "temporal", "both"]
+#: Activation poolings of VideoTCAV's ``act_pool``: ``"none"`` (flatten ``(K, T', H', W')``),
+#: ``"spatial"`` (mean over H', W'), ``"temporal"`` (mean over T') or ``"both"``.
 ACT_POOLS: tuple[str, ...] = ("none", "spatial", "temporal", "both")
 # Axes of an (N, C, T, H, W) activation that each pooling mode averages away.
 _POOL_DIMS: dict[str, tuple[int, ...]] = {

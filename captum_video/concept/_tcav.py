@@ -33,11 +33,10 @@ from captum.concept._utils.common import concepts_to_str
 from captum.log import log_usage
 from torch import Tensor, nn
 
+from captum_video._model_state import in_eval_mode, module_device, preserve_grad_requirements
 from captum_video._validation import (
     format_video_inputs,
     model_num_outputs,
-    module_device,
-    preserve_grad_requirements,
     target_or_prediction,
     validate_target,
 )
@@ -222,6 +221,7 @@ class VideoTCAV(CAVStore):
         return {layer: torch.cat(p) for layer, p in parts.items()}
 
     @log_usage(part_of_slo=True)
+    @in_eval_mode
     def interpret(  # type: ignore[override]
         self,
         inputs: TensorOrTupleOfTensorsGeneric,
@@ -232,6 +232,9 @@ class VideoTCAV(CAVStore):
         **kwargs: Any,
     ) -> TCAVScores:
         r"""TCAV scores of every experimental set at every layer, for ``inputs`` and ``target``.
+
+        A model in train mode runs in eval mode for the call (with a warning; each module's
+        mode is restored afterwards), so its BatchNorm statistics never change.
 
         Args:
             inputs (Tensor or tuple of Tensor): clips ``(N, C, T, H, W)`` of the class under
@@ -250,7 +253,7 @@ class VideoTCAV(CAVStore):
         """
         if "attribute_to_layer_input" in kwargs:
             raise ValueError("set attribute_to_layer_input in the VideoTCAV constructor")
-        _, formatted = format_video_inputs(inputs)
+        _, formatted = format_video_inputs(inputs, model=self.model)
         device = module_device(self.model)
         formatted = tuple(t.to(device) for t in formatted)
         extra = _format_additional_forward_args(additional_forward_args)

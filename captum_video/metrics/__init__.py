@@ -1,5 +1,7 @@
 """Metrics for video explanations and video models: faithfulness, localisation, motion."""
 
+# Loads the registry, which tells the shared input checks each model's fewest frames.
+import captum_video.registry  # noqa: F401
 from captum_video.metrics.faithfulness import (
     AOPCResult,
     CausalCurve,

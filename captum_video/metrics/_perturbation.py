@@ -49,7 +49,8 @@ def perturbation_scores(
 ) -> tuple[Tensor, Tensor]:
     """Scores ``(N, S + 1)`` after changing the first ``counts[s]`` ranked cells, and the
     fractions ``counts / V``."""
-    validate_video(inputs)
+    validate_video(inputs, model=forward_func)
+    validate_target(target)
     relevance = _reduce_attributions(attributions, inputs, channel_reduction)
     if perturbations_per_eval < 1:
         raise ValueError(f"perturbations_per_eval must be >= 1, got {perturbations_per_eval}")

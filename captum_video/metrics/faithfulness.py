@@ -30,6 +30,7 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import Tensor
 
+from captum_video._model_state import eval_mode_for
 from captum_video.metrics._perturbation import (
     Base,
     Cell,
@@ -67,6 +68,7 @@ class AOPCResult(NamedTuple):
     drops: Tensor
 
 
+@eval_mode_for("forward_func")
 def deletion(
     forward_func: Callable[..., Tensor],
     inputs: Tensor,
@@ -85,6 +87,9 @@ def deletion(
     perturbations_per_eval: int = 8,
 ) -> CausalCurve:
     r"""Deletion curve and AUC: remove cells in the explanation's order, watch ``p_c`` fall.
+
+    A model in train mode runs in eval mode for the call (with a warning; each module's mode
+    is restored afterwards), so its BatchNorm statistics never change.
 
     Step ``s`` replaces the first ``round(s / S * V)`` of the ``V`` cells (ranked by mean
     attribution) by the base clip; ``curve[:, 0]`` is ``p_c(x)`` and ``curve[:, -1]`` is
@@ -153,6 +158,7 @@ def deletion(
     )
 
 
+@eval_mode_for("forward_func")
 def insertion(
     forward_func: Callable[..., Tensor],
     inputs: Tensor,
@@ -171,6 +177,9 @@ def insertion(
     perturbations_per_eval: int = 8,
 ) -> CausalCurve:
     r"""Insertion curve and AUC: start from the base clip, put cells back in ranked order.
+
+    A model in train mode runs in eval mode for the call (with a warning; each module's mode
+    is restored afterwards), so its BatchNorm statistics never change.
 
     ``curve[:, 0]`` is ``p_c(base)`` and ``curve[:, -1]`` is ``p_c(x)``; higher AUC is
     better. Arguments are those of :func:`deletion`.
@@ -225,6 +234,7 @@ def insertion(
     )
 
 
+@eval_mode_for("forward_func")
 def aopc(
     forward_func: Callable[..., Tensor],
     inputs: Tensor,
@@ -245,6 +255,9 @@ def aopc(
 ) -> AOPCResult:
     r"""Area over the perturbation curve with cuboid regions (Samek et al. 2017, in 3-D).
 
+    A model in train mode runs in eval mode for the call (with a warning; each module's mode
+    is restored afterwards), so its BatchNorm statistics never change.
+
     Regions are non-overlapping cuboids of ``region = (t, h, w)`` voxels, ranked by their
     summed relevance. Step ``k`` perturbs the first ``k`` regions (MoRF: most relevant
     first; LeRF: least relevant first), and
@@ -260,8 +273,8 @@ def aopc(
             predicted class. Default: None
         additional_forward_args (Any, optional): extra arguments of ``forward_func``.
             Default: None
-        region (tuple of int, optional): cuboid ``(t, h, w)``; the spec suggests
-            ``t in {1, 2, 4}`` with 9 x 9 pixels. Default: ``(1, 9, 9)``
+        region (tuple of int, optional): cuboid ``(t, h, w)``; Samek et al.'s 9 x 9 pixel
+            regions, with ``t in {1, 2, 4}`` frames for video. Default: ``(1, 9, 9)``
         n_regions (int, optional): steps L (capped at the number of regions). Default: 100
         order (str, optional): ``"morf"`` or ``"lerf"``. Default: ``"morf"``
         perturbation (str, float or Tensor, optional): ``"uniform"`` noise in ``bounds``

@@ -5,21 +5,24 @@ Ground truth comes as voxel masks ``(N, T, H, W)`` (e.g. from
 :class:`~captum_video.datasets.MovingShapes`) or, for the pointing game, as per-frame boxes.
 Every function is batched over clips and frames and runs on the attribution's device.
 
-- :func:`pointing_game` (Zhang et al. 2016, TorchRay convention; methods.md 6.6): per frame,
+- :func:`pointing_game` (Zhang et al. 2016, TorchRay convention): per frame,
   the maximum of the map is a hit if it lies within ``tolerance`` pixels of the object.
-- :func:`relevance_mass` (Arras et al. 2022, "relevance mass accuracy"; the "right reasons"
-  share of methods.md 6.7): the share of relevance inside the mask.
+- :func:`relevance_mass` (Arras et al. 2022, "relevance mass accuracy"; with magnitudes, the
+  share of Ross et al. 2017, "Right for the Right Reasons"): the share of relevance inside the
+  mask.
 - :func:`relevance_rank` (Arras et al. 2022, "relevance rank accuracy"): of the K most
   relevant voxels, with K the mask's size, the share inside the mask.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
+from captum_video._validation import validate_finite
 from captum_video.relevance import reduce_channels
 
 __all__ = ["PointingGameResult", "pointing_game", "relevance_mass", "relevance_rank"]
@@ -76,8 +79,13 @@ def pointing_game(
     """
     relevance = _channel_sum(attributions, "signed")
     n, t, h, w = relevance.shape
-    if tolerance < 0:
-        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    if (
+        isinstance(tolerance, bool)
+        or not isinstance(tolerance, (int, float))
+        or not math.isfinite(tolerance)
+        or tolerance < 0
+    ):
+        raise ValueError(f"tolerance must be a finite number of pixels >= 0, got {tolerance!r}")
     flat_max = relevance.flatten(2).argmax(2)  # (N, T)
     py = torch.div(flat_max, w, rounding_mode="floor").to(relevance.dtype)
     px = (flat_max % w).to(relevance.dtype)
@@ -112,8 +120,8 @@ def relevance_mass(attributions: Tensor, mask: Tensor, relevance: Relevance = "p
 
     ``mass = sum_{v in mask} r_v / sum_v r_v`` with ``r`` the positive part of the
     attribution (``"positive"``, Arras et al.'s relevance mass accuracy), its magnitude
-    (``"absolute"``, the share of methods.md 6.7) or the signed value. The transform is
-    applied per channel, then channels are summed. A map that is zero outside the mask
+    (``"absolute"``, the "right reasons" share of Ross et al. 2017) or the signed value. The
+    transform is applied per channel, then channels are summed. A map that is zero outside the mask
     scores 1.0; a uniform map scores the mask's share of the clip. A map with no relevance
     at all gives NaN.
 
@@ -184,6 +192,7 @@ def _channel_sum(attributions: Tensor, relevance: str) -> Tensor:
         )
     if relevance not in _REDUCTION:
         raise ValueError(f"relevance must be 'positive', 'absolute' or 'signed', got {relevance!r}")
+    validate_finite(attributions, "attributions")
     if not attributions.is_floating_point():
         attributions = attributions.float()
     return reduce_channels(attributions, _REDUCTION[relevance])[:, 0]  # type: ignore[arg-type]
@@ -193,6 +202,7 @@ def _mask(mask: Tensor, shape: tuple[int, ...], device: torch.device) -> Tensor:
     """A bool mask ``(N, T, H, W)`` from ``(N, T, H, W)`` or ``(N, 1, T, H, W)``."""
     if not isinstance(mask, Tensor):
         raise TypeError(f"the ground truth must be a Tensor, got {type(mask).__name__}")
+    validate_finite(mask, "the ground-truth mask")
     if mask.dim() == 5 and mask.shape[1] == 1:
         mask = mask[:, 0]
     if tuple(mask.shape) != tuple(shape):

@@ -1,12 +1,13 @@
-r"""Motion metrics of explanations: spatial bias and agreement with optical flow (spec 3.6).
+r"""Motion metrics of explanations: spatial bias and agreement with optical flow.
 
-Hiley et al. (arXiv 2003.14285) say selective relevance "reveals and quantifies" a model's
+Hiley et al. ("Explaining Motion Relevance for Activity Recognition in Video Deep Learning
+Models", arXiv 2003.14285, 2020) say selective relevance "reveals and quantifies" a model's
 spatial bias, but *how* they quantify it could not be checked against the paper. Two
 code-compatible measures are offered here, named for what they compute; **neither is
 verified to be the paper's metric**:
 
 - :func:`spatial_bias`: the share of relevance that selective relevance removes, i.e. the part
-  of the explanation that does not change in time (definition (a) of spec 3.6);
+  of the explanation that does not change in time (definition (a) of spatial bias);
 - :func:`flow_agreement`: the precision of the explanation against a dense optical-flow motion
   mask, after the authors' ``compare_frames_with_baseline`` (which first appears in their code
   a year after the v1 preprint). ``1 - flow_agreement`` of the *unselected* explanation is
@@ -38,7 +39,7 @@ def spatial_bias(relevance: Tensor, selected: Tensor) -> Tensor:
     moving structure. It describes the explanation, and through it the model; it depends on
     ``sigma`` and the padding used for selection, so compare values computed alike.
 
-    This is definition (a) of spec 3.6, a natural reading of "quantifies spatial bias"; it is
+    This is definition (a) of spatial bias, a natural reading of "quantifies spatial bias"; it is
     **not verified** to be the metric of Hiley et al. 2020.
 
     It is a property of the explanation as much as of the model: relevance on an object that
@@ -91,11 +92,11 @@ def flow_agreement(
 ) -> Tensor:
     r"""Precision of an explanation against an optical-flow motion mask, per clip.
 
-    After Hiley et al.'s ``compare_frames_with_baseline`` (spec 3.6): the explanation is
-    reduced to ``(T, H, W)`` (``channel_reduction``), divided by its maximum over the clip
-    (volume-wise, so frames stay comparable) and thresholded at ``explanation_threshold``,
-    giving ``E``; the motion baseline ``B`` is a dense optical-flow mask, flow magnitude above
-    ``flow_threshold`` pixels per frame (OpenCV Farneback through
+    After Hiley et al.'s ``compare_frames_with_baseline`` (their selective relevance code,
+    2021): the explanation is reduced to ``(T, H, W)`` (``channel_reduction``), divided by
+    its maximum over the clip (volume-wise, so frames stay comparable) and thresholded at
+    ``explanation_threshold``, giving ``E``; the motion baseline ``B`` is a dense optical-flow
+    mask, flow magnitude above ``flow_threshold`` pixels per frame (OpenCV Farneback through
     :func:`captum_video.flow.motion_mask`). Counting over all frames,
 
     .. math::
@@ -105,7 +106,7 @@ def flow_agreement(
     High values mean the explanation sits on moving pixels. It measures precision only: an
     explanation on a few moving pixels scores as high as one covering all motion.
     ``1 - flow_agreement`` of a plain (unselected) explanation is definition (b) of spatial
-    bias in spec 3.6.
+    bias (see the module docstring).
 
     Differences from the reference code, all unverified against the paper: the authors render
     the flow as an HSV image (hue = angle, value = magnitude) converted to grey and threshold

@@ -20,6 +20,9 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from captum_video._model_state import eval_mode_for
+from captum_video._validation import validate_finite, validate_target, validate_video
+
 __all__ = ["SanityResult", "randomization_sanity", "spearman_correlation"]
 
 
@@ -38,6 +41,7 @@ class SanityResult(NamedTuple):
     correlation: Tensor
 
 
+@eval_mode_for("model")
 def randomization_sanity(
     explain: Callable[[Tensor, Any], Tensor],
     model: nn.Module,
@@ -50,6 +54,10 @@ def randomization_sanity(
     seed: int = 0,
 ) -> SanityResult:
     r"""Spearman correlation of an explanation before vs after randomising model weights.
+
+    A model in train mode runs in eval mode for the call (with a warning; each module's mode
+    is restored afterwards), so its BatchNorm statistics never change.
+    The explanations run in eval mode too (BatchNorm buffers are never changed).
 
     ``explain(inputs, target)`` must compute the explanation with ``model`` (an attribution
     object built on ``model`` keeps references to its layers, so
@@ -94,6 +102,12 @@ def randomization_sanity(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not callable(explain):
+        raise TypeError(
+            f"explain must be a callable explain(inputs, target), got {type(explain).__name__}"
+        )
+    validate_video(inputs, model=model)
+    validate_target(target)
     names = list(layers) if layers is not None else _parametrised_layers(model)
     modules = dict(model.named_modules())
     missing = [name for name in names if name not in modules]
@@ -144,9 +158,12 @@ def spearman_correlation(a: Tensor, b: Tensor) -> Tensor:
         >>> spearman_correlation(torch.tensor([[1., 2., 3.]]), torch.tensor([[1., 5., 9.]]))
         tensor([1.])
     """
+    validate_finite(a, "a")
+    validate_finite(b, "b")
     if a.shape != b.shape or a.dim() != 2:
         raise ValueError(
-            f"expected two (N, M) tensors of one shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+            f"a and b must be two (N, M) tensors of one shape, got {tuple(a.shape)} and "
+            f"{tuple(b.shape)}"
         )
     ra, rb = _average_ranks(a), _average_ranks(b)
     ra = ra - ra.mean(1, keepdim=True)
@@ -189,7 +206,7 @@ def _flat(attributions: Tensor | tuple[Tensor, ...], absolute: bool) -> Tensor:
         attributions = torch.cat([a.flatten(1) for a in attributions], 1)
     if not isinstance(attributions, Tensor):
         raise TypeError(f"explain must return a Tensor, got {type(attributions).__name__}")
-    flat = attributions.detach().flatten(1).float()
+    flat = validate_finite(attributions.detach(), "explain(inputs, target)").flatten(1).float()
     return flat.abs() if absolute else flat
 
 

@@ -1,5 +1,6 @@
 r"""How much does a model rely on time? The drop of the class probability under temporal
-perturbations (methods.md 6.1, cf. Mänttäri et al.'s OS/FS/RS).
+perturbations (cf. the OS/FS/RS scores of Mänttäri et al., ACCV 2020, "Interpreting video
+features: a comparison of 3D convolutional networks and convolutional LSTM networks").
 
 ``Δ_op(x) = p_c(x) - p_c(op(x))`` for ``op`` in freeze, shuffle, reverse, ... A model that
 decides from motion loses most of its confidence when the clip is frozen or shuffled; a model
@@ -17,6 +18,7 @@ from captum._utils.common import _format_additional_forward_args, _run_forward, 
 from captum._utils.typing import TargetType
 from torch import Tensor
 
+from captum_video._model_state import eval_mode_for
 from captum_video._validation import validate_target, validate_video
 from captum_video.baselines import get_perturbation
 
@@ -33,6 +35,7 @@ OpSpec = str | Callable[[Tensor], Tensor]
 
 
 @torch.no_grad()
+@eval_mode_for("model")
 def temporal_sensitivity(
     model: Callable[..., Tensor],
     x: Tensor,
@@ -47,6 +50,9 @@ def temporal_sensitivity(
     softmax: bool = True,
 ) -> dict[str, Tensor]:
     r"""The drop of the target probability under each temporal perturbation.
+
+    A model in train mode runs in eval mode for the call (with a warning; each module's mode
+    is restored afterwards), so its BatchNorm statistics never change.
 
     Args:
         model (Callable): the video model (or any forward function) returning ``(N, K)``
@@ -78,7 +84,8 @@ def temporal_sensitivity(
         >>> drops["freeze"].mean() > 0.5     # a motion model loses its confidence
         tensor(True)
     """
-    validate_video(x, name="x")
+    validate_video(x, name="x", model=model)
+    validate_target(target)
     named = _resolve_ops(ops)
     afa = _format_additional_forward_args(additional_forward_args)
 

@@ -3,8 +3,9 @@
 Every view in :mod:`captum_video.visualization` accepts what an attribution method returns
 for one clip: a torch tensor (or NumPy array) of shape ``(1, C, T, H, W)``, ``(C, T, H, W)``
 (``C`` may be 1, e.g. a layer map after up-sampling) or ``(T, H, W)``, and a clip
-``(C, T, H, W)`` or ``(1, C, T, H, W)`` with values in ``[0, 1]`` (or ``uint8`` 0-255).
-Arrays use the package's channels-first layout too, so one rule covers both.
+``(C, T, H, W)`` or ``(1, C, T, H, W)`` with float values in ``[0, 1]``. Integer (``uint8``)
+clips are refused with the fix ``clip.float() / 255``, as everywhere in captum-video. Arrays
+use the package's channels-first layout too, so one rule covers both.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ def video_frames(video: Any, name: str = "video") -> np.ndarray:
 
     Args:
         video (Tensor or ndarray): ``(C, T, H, W)`` or ``(1, C, T, H, W)`` with ``C`` 1 or 3;
-            floats in ``[0, 1]`` or integers in ``[0, 255]``. Grey clips are repeated to RGB.
+            floats in ``[0, 1]`` (integer clips are refused: convert with
+            ``clip.float() / 255``). Grey clips are repeated to RGB.
         name (str, optional): argument name used in error messages. Default: ``"video"``
 
     Returns:
@@ -101,19 +103,18 @@ def video_frames(video: Any, name: str = "video") -> np.ndarray:
             "array (T, H, W, C) needs array.transpose(3, 0, 1, 2)"
         )
     if np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_:
-        if array.min() < 0 or array.max() > 255:
-            raise ValueError(
-                f"integer {name} must be in [0, 255], got [{array.min()}, {array.max()}]"
-            )
-        array = array.astype(np.float64) / 255.0
-    elif np.issubdtype(array.dtype, np.floating):
+        raise TypeError(
+            f"{name} must be a floating-point clip in [0, 1], got dtype {array.dtype}; convert "
+            f"with {name}.float() / 255 (a NumPy array: {name}.astype('float32') / 255)"
+        )
+    if np.issubdtype(array.dtype, np.floating):
         array = array.astype(np.float64)
         if not np.isfinite(array).all():
             raise ValueError(f"{name} contains NaN or infinite values")
         low, high = float(array.min()), float(array.max())
         if low < -1e-3 or high > 1 + 1e-3:
             raise ValueError(
-                f"{name} must hold values in [0, 1] (or uint8 0-255), got [{low:.3g}, "
+                f"{name} must hold values in [0, 1], got [{low:.3g}, "
                 f"{high:.3g}]; undo the model's input normalisation first "
                 "(captum_video.io.denormalize_video)"
             )

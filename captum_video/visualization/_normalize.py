@@ -4,8 +4,8 @@ Captum's image visualisation normalises one ``(H, W)`` map with ``_normalize_att
 filter, then divide by the value at which the cumulative sum of sorted ``|attr|`` reaches
 ``100 - outlier_perc`` percent of the total, clipped to ``[-1, 1]``. That code is
 shape-agnostic, so calling it once on the ``(T, H, W)`` volume gives the volume-wise
-normalisation video explanations need (methods.md 1.3): a frame that holds little relevance
-stays pale instead of being stretched to full colour by a per-frame rescale.
+normalisation video explanations need (as in the Saliency Tubes code): a frame that holds
+little relevance stays pale instead of being stretched to full colour by a per-frame rescale.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from captum_video.visualization._inputs import (
     video_frames,
 )
 from captum_video.visualization._normalize import normalize_video_attr
+from captum_video.visualization.captions import frame_label
 from captum_video.visualization.overlay import check_method, get_colormap
 
 __all__ = ["visualize_video_attr", "visualize_video_attr_multiple"]
@@ -96,7 +97,7 @@ def _draw_row(
         )
         mappable = drawn if drawn is not None else mappable
         if frame_titles:
-            ax.set_title(f"t={t}", fontsize=8)
+            ax.set_title(frame_label(t, len(volume)), fontsize=8)
     return mappable
 
 
@@ -160,7 +161,8 @@ def visualize_video_attr(
             Default: None
         show_colorbar (bool, optional): one horizontal colour bar for the grid. Default: False
         title (str, optional): figure title. Default: None
-        frame_titles (bool, optional): label each axis ``t=<index>``. Default: True
+        frame_titles (bool, optional): label each axis with its frame, numbered from 1
+            (``"frame 3/16"``), as every human-facing output of the package. Default: True
         fig_size (tuple, optional): figure size in inches; None sizes it from the grid.
             Default: None
         plt_fig_axis (tuple, optional): ``(figure, axes)`` to draw into, with one axis per

@@ -19,6 +19,7 @@ import torch
 from matplotlib import colormaps
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from captum_video.relevance import relevance_per_frame
 from captum_video.visualization._inputs import (
@@ -176,7 +177,10 @@ def plot_relevance_over_time(
     for k in keys:
         ax.axvline(k, color="0.6", linestyle=":", linewidth=1, zorder=0)
     ax.set_xlim(-0.5, num_frames - 0.5)
-    ax.set_xlabel("frame")
+    # Positions are 0-based indices; labels number frames from 1, as every human-facing output.
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{int(round(value)) + 1}"))
+    ax.set_xlabel("frame (numbered from 1)")
     ylabel = {
         "sum": "share of clip relevance",
         "max": "relevance / peak frame",
@@ -198,7 +202,7 @@ def plot_relevance_over_time(
             thumb.imshow(frames_rgb[k])
             thumb.set_xticks([])
             thumb.set_yticks([])
-            thumb.set_title(f"t={k}", fontsize=7, pad=1)
+            thumb.set_title(f"frame {k + 1}", fontsize=7, pad=1)
             axes.append(thumb)
     if use_pyplot and plt_fig_axis is None:
         plt.show()

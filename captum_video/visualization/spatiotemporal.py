@@ -1,6 +1,7 @@
 """Spatial and temporal relevance together in one frame, without one hiding the other.
 
-Hiley et al. (seed 002, section 4) ask for "a system in which spatial and temporal relevance
+Hiley, Preece and Hicks ("Explainable Deep Learning for Video Recognition Tasks: A Framework
+& Recommendations", 2019, section 4) ask for "a system in which spatial and temporal relevance
 do not interfere with one another when displayed together in one image". Two alpha-blended
 heat maps fail that test: the one drawn last covers the other. Here each signal owns a colour
 direction (:func:`captum_video.visualization.overlay.two_hue_frames`): spatial relevance adds

@@ -1,6 +1,7 @@
 """The staggered 3-D stack of Saliency Tubes: every frame at once, the tube running through it.
 
-Restates ``savetopng`` of the Class-Feature-Pyramids code (methods.md 2.7): each overlay
+Restates ``savetopng`` of the Class Feature Pyramids code (Stergiou et al., ICCV-W 2019,
+"Class Feature Pyramids for Video Explanation"; the view of Saliency Tubes): each overlay
 frame is resized to a square plane, sheared by the affine map of three point pairs, and the
 planes are stacked ``vertical_step`` pixels apart with frame 0 on top. Context planes are
 drawn at ``context_alpha``; the *focus* plane is opaque, and animating the focus through
@@ -196,9 +197,9 @@ def render_tube_stack_frames(
         attr, video: relevance and clip, as :func:`render_tube_stack` takes them.
         focus (sequence of int, optional): focus frames, one composite each; None means
             every frame in order (the Saliency Tubes animation). Default: None
-        plane_size, vertical_step, context_alpha, shear_points, method, sign, outlier_perc,
-        cmap, alpha_overlay, crop: as in :func:`render_tube_stack`; all composites are
-        cropped to the same box.
+        plane_size, vertical_step, context_alpha, shear_points: as in :func:`render_tube_stack`.
+        method, sign, outlier_perc, cmap, alpha_overlay, crop: as in
+            :func:`render_tube_stack`; all composites are cropped to the same box.
 
     Returns:
         ndarray: ``(len(focus), S + (T-1) * vertical_step, S, 4)`` ``uint8`` RGBA before

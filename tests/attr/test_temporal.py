@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 from captum.attr import NoiseTunnel, Occlusion
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from captum_video.attr import TemporalMask, TemporalOcclusion
 from captum_video.baselines import freeze, freeze_soft, occlude_window, shuffle
@@ -260,3 +262,42 @@ def test_captum_contracts(small_model) -> None:  # noqa: ANN001
     )
     assert smooth.shape == x.shape
     assert TemporalOcclusion(small_model).multiplies_by_inputs
+
+
+class _LargestStorage(TorchDispatchMode):
+    """Records the largest storage of any tensor an operation returns while active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nbytes = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        out = func(*args, **(kwargs or {}))
+        for value in tree_flatten(out)[0]:
+            if isinstance(value, torch.Tensor):
+                self.nbytes = max(self.nbytes, value.untyped_storage().nbytes())
+        return out
+
+
+@pytest.mark.parametrize("baseline", ["freeze", "interpolate", "zero"])
+def test_occluded_copies_are_built_per_forward_not_for_all_windows(baseline) -> None:  # noqa: ANN001
+    """Cost is the forwards (one per window): besides them, nothing is as large as all the
+    windows' copies; the largest tensor is one forward's batch at 16 and at 64 frames."""
+    batches: list[int] = []
+
+    def forward(v: torch.Tensor) -> torch.Tensor:
+        batches.append(v.shape[0])
+        return v.mean(dim=(2, 3, 4))  # (N, C) scores, no activations of its own
+
+    occ = TemporalOcclusion(forward)
+    for t in (16, 64):
+        batches.clear()
+        x = torch.rand(2, 3, t, 8, 8)
+        with _LargestStorage() as spy:
+            occ.attribute(
+                x, window=2, stride=1, baselines=baseline, target=0, perturbations_per_eval=4
+            )
+        windows = t - 1
+        assert batches == [2] + [8] * (windows // 4) + [2 * (windows % 4)] * (windows % 4 > 0)
+        one_forward = 4 * x.nelement() * x.element_size()  # 4 windows of 2 clips
+        assert spy.nbytes <= one_forward, (t, spy.nbytes / one_forward)

@@ -8,6 +8,7 @@ as TensorBoard applies it).
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import subprocess
@@ -282,3 +283,58 @@ def test_entry_point_is_registered() -> None:
     points = [e for e in entry_points(group="tensorboard_plugins") if e.name == "captum_video"]
     assert [e.value for e in points] == ["captum_video_tb.plugin:CaptumVideoLoader"]
     assert points[0].load() is CaptumVideoLoader
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+#: Hostile requests: each must get a 4xx (400 for a malformed parameter, 404 for a well-formed
+#: one that names nothing; ``4``: either), never a 500 and never a traceback in the server log.
+HOSTILE = [
+    ("/blob?key=!!!not-base64!!!", 400),
+    ("/blob?key=%00", 400),
+    ("/blob?key=" + "A" * 5001, 400),
+    ("/blob?key=../../../../etc/passwd", 400),
+    ("/blob?key=..%2F..%2Fplugin.py", 400),
+    ("/blob?key=" + _b64(b"not json at all"), 400),
+    ("/blob?key=" + _b64(b"\xff\xfe\x00binary"), 400),
+    ("/blob?key=" + _b64(b"{}"), 400),
+    ("/blob?key=" + _b64(b"[]"), 400),
+    ("/blob?key=" + _b64(b'["", "captum_video", "run_a", "relevance/moving", 0]'), 400),
+    # Well-formed keys with a step of the wrong type name nothing: 404 from the multiplexer.
+    ("/blob?key=" + _b64(b'["", "captum_video", "run_a", "relevance/moving", "0", "0"]'), 4),
+    ("/blob?key=" + _b64(b"[null, null, null, null, null, null]"), 400),
+    ("/blob?key=" + _b64(b'["", "captum_video", 1, 2, 3.5, {}]'), 400),
+    ("/blob?key=" + _b64(b'["", "captum_video", "run_a", "relevance/moving", 1e400, 0]'), 4),
+    ("/blob?key=" + _b64(json.dumps(["", "captum_video", "run_a", "x", 10**30, 0]).encode()), 400),
+    ("/blob?key=" + _b64(b'["", "captum_video", "run_a", "relevance/moving", 0, 99999]'), 400),
+    ("/blob?key=" + _b64(b'["", "captum_video", "nope", "nope", 0, 0]'), 400),
+    ("/blob?key=" + _b64(b"[" * 5000 + b"]" * 5000), 400),
+    ("/blob?key=a&key=b", 400),
+    ("/steps?run=&tag=", 404),
+    ("/steps?run=%00&tag=%00", 404),
+    ("/steps?run=../../etc&tag=passwd", 404),
+    ("/clip?run=run_a&tag=relevance/moving&step=" + "9" * 5000, 400),
+    ("/clip?run=run_a&tag=relevance/moving&step=1e3", 400),
+    ("/clip?run=run_a&tag=relevance/moving&step=%20", 400),
+    ("/clip?run=run_a&tag=relevance/moving&step=-1", 404),
+    ("/clip?run=run_a&tag=relevance/moving&step=99999999999999999999999", 404),
+    ("/clip?run=run_a&tag=relevance/moving&step=0x10", 400),
+    ("/clip?run=run_a&step=1", 400),
+    ("/clip?tag=relevance/moving", 400),
+    ("/clip?run=%ff%fe&tag=%ff", 404),
+]
+
+
+@pytest.mark.parametrize("query, status", HOSTILE)
+def test_hostile_requests_get_4xx_never_500(
+    client: werkzeug.Client, query: str, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    response = client.get(PREFIX + query)
+    if status == 4:
+        assert response.status_code in (400, 404), response.get_data()[:300]
+    else:
+        assert response.status_code == status, response.get_data()[:300]
+    assert b"Traceback" not in response.get_data()
+    assert not [r for r in caplog.records if r.levelno >= 40], "an error was logged"

@@ -123,9 +123,14 @@ def test_unsigned_encoding_zero_relevance_and_step_default(tmp_path: Path) -> No
     assert all(_decode(blobs[i]).max() == 0 for i in metadata.block_range(header, "joint"))
 
 
-def test_uint8_batched_grey_and_normalised_videos(tmp_path: Path) -> None:
+def test_uint8_refused_batched_grey_and_normalised_videos(tmp_path: Path) -> None:
     video_u8 = torch.randint(0, 256, (1, 1, T, H, W), dtype=torch.uint8)
-    header, blobs, _ = _write(tmp_path / "a", "t", video_u8, torch.rand(1, 1, T, H, W))
+    # The package's one uint8 policy: refused, with the fix (as methods and metrics do).
+    with pytest.raises(TypeError, match=r"video must be a floating-point .*float\(\) / 255"):
+        _write(tmp_path / "u8", "t", video_u8, torch.rand(1, 1, T, H, W))
+    header, blobs, _ = _write(
+        tmp_path / "a", "t", video_u8.float() / 255, torch.rand(1, 1, T, H, W)
+    )
     assert header["channels"] == 1 and not header["video_rescaled"]
     frames = np.stack([_decode(blobs[i]) for i in metadata.block_range(header, "original")])
     np.testing.assert_array_equal(frames, video_u8[0, 0].numpy())

@@ -20,7 +20,7 @@ def test_grid_is_hottest_on_the_blob_in_every_frame() -> None:
     for t, ax in enumerate(axes.ravel()):
         pixels = axis_pixels(fig, ax)
         assert near(hottest(saturation(pixels), (24, 24)), centres[t], tol=1.5), t
-        assert ax.get_title() == f"t={t}"
+        assert ax.get_title() == f"frame {t + 1}/{len(centres)}"
 
 
 @pytest.mark.parametrize(
@@ -75,7 +75,7 @@ def test_frames_selection_colorbar_and_title() -> None:
     fig, axes = visualize_video_attr(
         attr, video, frames=[5, 1], show_colorbar=True, title="clip", use_pyplot=False
     )
-    assert [ax.get_title() for ax in axes.ravel()] == ["t=5", "t=1"]
+    assert [ax.get_title() for ax in axes.ravel()] == ["frame 6/6", "frame 2/6"]
     assert near(hottest(saturation(axis_pixels(fig, axes.flat[0])), (24, 24)), centres[5], 1.5)
     assert len(fig.axes) == 3  # two frames + one shared colour bar
     assert fig.get_suptitle() == "clip"

@@ -122,8 +122,11 @@ def test_video_frames_conversions_and_errors() -> None:
     grey = torch.rand(1, 4, 6, 6)
     rgb = video_frames(grey)
     assert rgb.shape == (4, 6, 6, 3) and np.allclose(rgb[..., 0], rgb[..., 2])
-    as_uint8 = video_frames((torch.rand(3, 2, 4, 4) * 255).to(torch.uint8))
-    assert as_uint8.max() <= 1.0
+    # The package's one uint8 policy: refused with the fix, tensors and arrays alike.
+    with pytest.raises(TypeError, match=r"floating-point .*float\(\) / 255"):
+        video_frames((torch.rand(3, 2, 4, 4) * 255).to(torch.uint8))
+    with pytest.raises(TypeError, match=r"astype\('float32'\) / 255"):
+        video_frames(np.zeros((3, 2, 4, 4), np.uint8))
     with pytest.raises(ValueError, match=r"\[0, 1\].*denormalize"):
         video_frames(torch.randn(3, 4, 6, 6) * 3)
     with pytest.raises(ValueError, match="channels-last"):

@@ -41,7 +41,7 @@ def test_curves_thumbnails_and_key_frames() -> None:
     assert [line.get_label() for line in lines] == ["flat", "ramp"]
     np.testing.assert_allclose(lines[1].get_ydata(), relevance_over_time(ramp))
     # the peaks of the summed curves are the last frames of the ramp, at least 8 / 4 apart
-    assert [thumb.get_title() for thumb in thumbs] == ["t=3", "t=5", "t=7"]
+    assert [thumb.get_title() for thumb in thumbs] == ["frame 4", "frame 6", "frame 8"]
     # each thumbnail shows its frame and sits centred under its frame on the x axis
     for thumb, t in zip(thumbs, [3, 5, 7], strict=True):
         pixels = axis_pixels(fig, thumb)
@@ -56,7 +56,7 @@ def test_curves_thumbnails_and_key_frames() -> None:
 def test_even_key_frames_single_attr_and_no_video() -> None:
     video, attr, _ = blob_clip(frames=8)
     fig, axes = plot_relevance_over_time(attr, video=video, num_key_frames=4, use_pyplot=False)
-    assert [ax.get_title() for ax in axes[1:]] == ["t=0", "t=2", "t=5", "t=7"]
+    assert [ax.get_title() for ax in axes[1:]] == ["frame 1", "frame 3", "frame 6", "frame 8"]
     assert axes[0].get_legend() is None
     fig, axes = plot_relevance_over_time([attr, attr * 2], labels=["a", "b"], use_pyplot=False)
     assert len(axes) == 1
