@@ -7,10 +7,21 @@ result becomes one relevance map per clip. :func:`make_explainer` turns an entry
 function ``explain(clips, target) -> relevance`` of shape ``(N, C, T, H, W)`` (``C`` is the
 input's channels for input-space methods, 1 for tubes and per-frame methods), so callers that
 only want "a map per clip" treat all methods alike; the pipeline sums the channels.
+
+Memory is bounded by a budget (``make_explainer(..., max_memory="2GiB")``; by default a share
+of the device's memory, :func:`captum_video._memory.default_budget`): every method works on
+*rows* (clips, motion-removed clips, integration steps, occluded copies), a row costs about
+``memory_factor`` activation volumes of one clip (:func:`captum_video._memory.activation_bytes`,
+a probe forward cached per model and clip shape), and the explainer chooses how many clips go
+into one call of the method and how many rows into one pass (``internal_batch_size``,
+``perturbations_per_eval``) so that a pass fits the budget. Chunking never changes a clip's
+relevance beyond floating-point rounding: the methods that are split treat clips
+independently, and those that do not (``temporal_mask``) are not split.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -20,6 +31,15 @@ import torch
 from captum.attr import Attribution, IntegratedGradients, Occlusion, Saliency
 from torch import Tensor, nn
 
+from captum_video._memory import (
+    activation_bytes,
+    chunk_size,
+    default_budget,
+    format_bytes,
+    parse_memory,
+)
+from captum_video._model_state import evaluating
+from captum_video._validation import validate_positive_int, validate_target, validate_video
 from captum_video.attr import (
     DeepTaylor3D,
     GradCAMTube,
@@ -32,7 +52,15 @@ from captum_video.attr import (
 from captum_video.registry import default_layer
 from captum_video.relevance import reduce_channels
 
-__all__ = ["EXPLAINERS", "Explainer", "MethodEntry", "build_method", "make_explainer", "predict"]
+__all__ = [
+    "EXPLAINERS",
+    "Explainer",
+    "MethodEntry",
+    "build_method",
+    "make_explainer",
+    "plan_chunks",
+    "predict",
+]
 
 #: ``explain(clips (N, C, T, H, W), target (N,)) -> relevance (N, C or 1, T, H, W)``.
 Explainer = Callable[[Tensor, Tensor], Tensor]
@@ -72,6 +100,28 @@ class MethodEntry:
             Default: the result itself
         description (str, optional): one line for ``--help`` and the docs. Default: ``""``
         layer_method (bool, optional): whether ``build`` uses the layer. Default: False
+        memory_factor (float, optional): peak memory of one *row* of the method (a clip, a
+            motion-removed clip, an integration step or an occluded copy of a clip, as
+            ``chunk_keyword`` counts them) in activation volumes: one clip's
+            :func:`~captum_video._memory.activation_bytes` plus the clip itself. Measured
+            roughly, rounded up: ``python -m benchmarks.memory --factors`` runs each method on
+            one clip of the demo model with every chunk size 1 and divides its peak by one
+            volume (at 16 and 64 frames); the same by hand on torchvision's r3d_18 (random
+            weights) at 8 x 56 x 56. Measured (demo / r3d_18): Grad-CAM and Saliency tubes
+            0.50 / 0.25, Saliency 0.69 / 0.66, IntegratedGradients 0.97 / 0.68, deep Taylor
+            1.70 / 1.03 per clip beyond its parameter copies, the split 1.98, Occlusion 1.14,
+            TemporalOcclusion 0.60 / 0.26, TemporalMask 1.04 / 0.89. Default: 4.0
+        parameter_copies (float, optional): copies of the model's parameters a call holds
+            besides the model (the z+ and z^B weights of DeepTaylor3D's rules: 2, measured on
+            r3d_18); subtracted from the budget before rows are counted. Default: 0.0
+        chunk_keyword (str, optional): the ``attribute`` keyword that bounds the rows of one
+            pass, ``"internal_batch_size"`` (rows over all clips of a call) or
+            ``"perturbations_per_eval"`` (rows per clip); :func:`make_explainer` sets it from
+            the memory budget unless the caller gives it. The entry's own value in ``kwargs``
+            stays an upper bound. Default: None (one pass per call)
+        per_clip (bool, optional): whether a clip's relevance does not depend on the other
+            clips of its call, so that :func:`make_explainer` may split a batch of clips into
+            smaller calls. Default: True
 
     Returns:
         An entry of :data:`EXPLAINERS`.
@@ -88,6 +138,10 @@ class MethodEntry:
     output: Callable[[Any, Tensor], Tensor] = _whole
     description: str = ""
     layer_method: bool = False
+    memory_factor: float = 4.0
+    parameter_copies: float = 0.0
+    chunk_keyword: str | None = None
+    per_clip: bool = True
 
 
 def _selective(base: str) -> MethodEntry:
@@ -98,6 +152,9 @@ def _selective(base: str) -> MethodEntry:
         kwargs=entry.kwargs,
         description=f"selective relevance (motion, sigma 3) of {base}",
         layer_method=entry.layer_method,
+        memory_factor=entry.memory_factor,
+        parameter_copies=entry.parameter_copies,
+        chunk_keyword=entry.chunk_keyword,
     )
 
 
@@ -106,24 +163,31 @@ _BASES: dict[str, MethodEntry] = {
         build=GradCAMTube,
         description="Grad-CAM tube of the default layer (temporal_weights='clip')",
         layer_method=True,
+        memory_factor=0.75,
     ),
     "saliency_tube": MethodEntry(
         build=SaliencyTube,
         description="Saliency Tube (CAM with the classifier's weights) of the default layer",
         layer_method=True,
+        memory_factor=0.75,
     ),
     "deep_taylor": MethodEntry(
         build=lambda model, layer: DeepTaylor3D(model),
         description="deep Taylor decomposition (z+ / z^B LRP), conserves the logit",
+        memory_factor=2.0,
+        parameter_copies=2.0,
     ),
     "saliency": MethodEntry(
         build=lambda model, layer: Saliency(model),
         description="Captum Saliency (absolute input gradient)",
+        memory_factor=1.0,
     ),
     "integrated_gradients": MethodEntry(
         build=lambda model, layer: IntegratedGradients(model),
         kwargs={"n_steps": 16, "internal_batch_size": 16},
         description="Captum IntegratedGradients from a zero clip, 16 steps",
+        chunk_keyword="internal_batch_size",
+        memory_factor=1.25,
     ),
     "occlusion": MethodEntry(
         build=lambda model, layer: Occlusion(model),
@@ -133,6 +197,8 @@ _BASES: dict[str, MethodEntry] = {
             "perturbations_per_eval": 16,
         },
         description="Captum Occlusion with 4 x 16 x 16 cuboids (3-channel clips)",
+        chunk_keyword="perturbations_per_eval",
+        memory_factor=1.5,
     ),
 }
 
@@ -146,27 +212,40 @@ EXPLAINERS: Mapping[str, MethodEntry] = MappingProxyType(
             build=lambda model, layer: SpatioTemporalSplit(DeepTaylor3D(model)),
             output=_split_part("temporal", positive=True),
             description=f"the relevance motion adds: positive temporal part of the {_SPLIT}",
+            chunk_keyword="internal_batch_size",
+            memory_factor=2.5,
+            parameter_copies=2.0,
         ),
         "deep_taylor_temporal": MethodEntry(
             build=lambda model, layer: SpatioTemporalSplit(DeepTaylor3D(model)),
             output=_split_part("temporal"),
             description=f"signed temporal part of the {_SPLIT}",
+            chunk_keyword="internal_batch_size",
+            memory_factor=2.5,
+            parameter_copies=2.0,
         ),
         "deep_taylor_spatial": MethodEntry(
             build=lambda model, layer: SpatioTemporalSplit(DeepTaylor3D(model)),
             output=_split_part("spatial"),
             description=f"spatial part of the {_SPLIT}",
+            chunk_keyword="internal_batch_size",
+            memory_factor=2.5,
+            parameter_copies=2.0,
         ),
         "temporal_occlusion": MethodEntry(
             build=lambda model, layer: TemporalOcclusion(model),
             kwargs={"window": 4, "stride": 2, "perturbations_per_eval": 8},
             description="drop of the score when 4 frames are frozen, per frame",
+            chunk_keyword="perturbations_per_eval",
+            memory_factor=1.0,
         ),
         "temporal_mask": MethodEntry(
             build=lambda model, layer: TemporalMask(model),
             kwargs={"n_iter": 100},
             output=_frame_curve_map,
             description="Mänttäri et al.'s temporal mask (frames whose freezing kills the class)",
+            per_clip=False,
+            memory_factor=1.5,
         ),
         **{f"selective_{base}": _selective(base) for base in _BASES},
     }
@@ -200,35 +279,164 @@ def build_method(name: str, model: nn.Module, layer: nn.Module | None = None) ->
 
 
 def make_explainer(
-    name: str, model: nn.Module, layer: nn.Module | None = None, **kwargs: Any
+    name: str,
+    model: nn.Module,
+    layer: nn.Module | None = None,
+    max_memory: int | float | str | None = None,
+    **kwargs: Any,
 ) -> Explainer:
     """Build the method called ``name`` for ``model`` as ``explain(clips, target)``.
+
+    The memory of a call is bounded by ``max_memory``: from the entry's
+    :attr:`~MethodEntry.memory_factor` and one clip's activation memory (a probe forward of
+    one clip, cached per model and clip shape) the explainer chooses how many clips go into
+    one call of the method (a batch is split and the maps concatenated) and the method's
+    :attr:`~MethodEntry.chunk_keyword` (``internal_batch_size`` of the spatio-temporal split
+    and of ``IntegratedGradients``, ``perturbations_per_eval`` of the occlusions), unless the
+    caller passes that keyword. A row that alone exceeds the budget still runs, one at a
+    time, with a warning. The relevance is the same as in one call, up to floating-point
+    rounding of batched kernels.
 
     Args:
         name (str): a key of :data:`EXPLAINERS`.
         model (nn.Module): the classifier to explain.
         layer (nn.Module, optional): layer for layer methods; default the architecture
             registry's :func:`~captum_video.registry.default_layer`.
+        max_memory (str, int or float, optional): bytes one call may use: ``"2GiB"``,
+            ``"512MB"`` or a number (:func:`~captum_video._memory.parse_memory`); None uses
+            :func:`~captum_video._memory.default_budget` of the clips' device (half of the
+            free GPU memory; a quarter of physical memory, at most 1 GiB, on the CPU).
+            Default: None
         **kwargs: ``attribute`` keywords that replace the entry's (e.g. ``n_steps=32``).
 
     Returns:
         callable: ``explain(clips, target) -> (N, C or 1, T, H, W)`` relevance.
 
+    Raises:
+        ValueError: an unknown method or an unreadable ``max_memory``.
+
     Example::
 
         >>> from captum_video.models import load_demo_model
-        >>> explain = make_explainer("saliency", load_demo_model())
+        >>> explain = make_explainer("saliency", load_demo_model(), max_memory="256MiB")
         >>> explain(torch.rand(1, 3, 16, 32, 32), torch.tensor([0])).shape
         torch.Size([1, 3, 16, 32, 32])
     """
+    budget = parse_memory(max_memory, name="max_memory")
     method = build_method(name, model, layer)
     entry = EXPLAINERS[name]
     options = {**entry.kwargs, **kwargs}
+    warned: list[str] = []
 
     def explain(clips: Tensor, target: Tensor) -> Tensor:
-        return entry.output(method.attribute(clips, target=target, **options), clips)
+        validate_video(clips, name="clips", model=model)
+        validate_target(target)
+        limit = budget if budget is not None else default_budget(clips.device)
+        per_call, opts, note = plan_chunks(entry, model, clips, limit, options, kwargs)
+        if note and note not in warned:
+            warned.append(note)
+            warnings.warn(f"{name}: {note}", stacklevel=2)
+        n = clips.shape[0]
+        if per_call >= n:
+            return entry.output(method.attribute(clips, target=target, **opts), clips)
+        maps = []
+        for start in range(0, n, per_call):
+            part = slice(start, start + per_call)
+            result = method.attribute(clips[part], target=_rows(target, part, n), **opts)
+            maps.append(entry.output(result, clips[part]))
+        return torch.cat(maps)
 
     return explain
+
+
+def plan_chunks(
+    entry: MethodEntry,
+    model: nn.Module,
+    clips: Tensor,
+    budget: int,
+    options: Mapping[str, Any],
+    explicit: Mapping[str, Any] = MappingProxyType({}),
+) -> tuple[int, dict[str, Any], str]:
+    """Clips per call and ``attribute`` keywords that keep one pass of ``entry`` in ``budget``.
+
+    A row costs ``entry.memory_factor`` times one clip's activation memory plus the clip;
+    ``rows = (budget - entry.parameter_copies x parameter bytes) // row`` (at least 1) rows
+    fit in a pass. Then: clips per call ``min(N, rows)``; ``internal_batch_size = rows``
+    (clips per call at most that, since Captum's IntegratedGradients evaluates at least one
+    step of every clip at once); ``perturbations_per_eval = rows // clips per call``. A value
+    of the chunk keyword in ``explicit`` (the caller's) is kept, and the clips per call fit
+    around it; the entry's own value caps the budget's. Methods that are not
+    :attr:`~MethodEntry.per_clip` get the whole batch.
+
+    Args:
+        entry (MethodEntry): the method.
+        model (nn.Module): its model, for :func:`~captum_video._memory.activation_bytes`.
+        clips (Tensor): the batch ``(N, C, T, H, W)``.
+        budget (int): bytes.
+        options (mapping): ``attribute`` keywords (the entry's, updated by the caller's).
+        explicit (mapping, optional): the caller's keywords. Default: none
+
+    Returns:
+        tuple: ``(clips per call, keywords, note)``; ``note`` is ``""`` or says why the budget
+        cannot be kept.
+
+    Example::
+
+        >>> from captum_video.models import load_demo_model
+        >>> entry = EXPLAINERS["integrated_gradients"]
+        >>> clips = torch.rand(4, 3, 16, 32, 32)
+        >>> plan_chunks(entry, load_demo_model(), clips, 1, entry.kwargs)[:2]
+        (1, {'n_steps': 16, 'internal_batch_size': 1})
+    """
+    validate_video(clips, name="clips", model=model)
+    validate_positive_int(budget, "budget", minimum=0)
+    n = clips.shape[0]
+    clip_bytes = clips[:1].nelement() * clips.element_size()
+    row = entry.memory_factor * (activation_bytes(model, clips) + clip_bytes)
+    fixed = entry.parameter_copies * sum(
+        p.nelement() * p.element_size() for p in model.parameters()
+    )
+    rows = chunk_size(row, max(budget - int(fixed), 0))
+    opts = dict(options)
+    key = entry.chunk_keyword
+    per_call = min(n, rows)
+    if key is not None and key in explicit:
+        value = explicit[key]
+        if key == "perturbations_per_eval" and isinstance(value, int) and value > 0:
+            per_call = max(1, min(n, rows // value))
+    elif key is not None:
+        cap = entry.kwargs.get(key)
+        if key == "perturbations_per_eval":
+            opts[key] = max(1, rows // per_call)
+        else:
+            opts[key] = rows
+            per_call = min(per_call, cap) if cap is not None else per_call
+        if cap is not None:
+            opts[key] = min(opts[key], cap)
+    note = ""
+    if not entry.per_clip:
+        if n * row + fixed > budget:
+            note = (
+                f"its clips are explained together (a clip's result depends on the others "
+                f"of its batch), needing about {format_bytes(n * row + fixed)} for {n} clips, "
+                f"more than the memory budget of {format_bytes(budget)}; pass fewer clips"
+            )
+        per_call = n
+    elif row + fixed > budget:
+        note = (
+            f"one clip needs about {format_bytes(row + fixed)}, more than the memory budget of "
+            f"{format_bytes(budget)}; running one clip (and one step or perturbation) at a time"
+        )
+    return per_call, opts, note
+
+
+def _rows(target: Any, part: slice, n: int) -> Any:
+    """The targets of the clips ``part`` of ``n`` (a shared target stays as it is)."""
+    if isinstance(target, Tensor) and target.dim() > 0 and target.shape[0] == n:
+        return target[part]
+    if isinstance(target, list) and len(target) == n:
+        return target[part]
+    return target
 
 
 @torch.no_grad()
@@ -249,6 +457,8 @@ def predict(model: nn.Module, clips: Tensor) -> tuple[Tensor, Tensor]:
         >>> cls.shape
         torch.Size([2])
     """
-    probs = model(clips).softmax(-1)
+    validate_video(clips, name="clips", model=model)
+    with evaluating(model, "predict"):
+        probs = model(clips).softmax(-1)
     prob, cls = probs.max(-1)
     return cls, prob

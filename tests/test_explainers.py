@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from captum_video.attr import DeepTaylor3D, SpatioTemporalSplit
-from captum_video.explainers import EXPLAINERS, make_explainer, predict
+from captum_video.explainers import EXPLAINERS, build_method, make_explainer, predict
 from captum_video.relevance import reduce_channels
 from tests.helpers import assert_model_unchanged, model_snapshot
 
@@ -32,6 +32,27 @@ def test_deep_taylor_motion_is_the_positive_temporal_part(demo_model) -> None:
         make_explainer("deep_taylor_motion", demo_model)(static, target),
         torch.zeros(2, 1, 4, 32, 32),
     )
+
+
+def test_every_entry_declares_its_memory(demo_model) -> None:
+    """The memory fields make_explainer plans with: a positive factor per row, and a chunk
+    keyword that the built method's ``attribute`` accepts (directly or passed through)."""
+    import inspect
+
+    for name, entry in EXPLAINERS.items():
+        assert entry.memory_factor > 0 and entry.parameter_copies >= 0, name
+        assert entry.chunk_keyword in (None, "internal_batch_size", "perturbations_per_eval")
+        if entry.chunk_keyword is not None:
+            method = build_method(name, demo_model)
+            wrapped = getattr(method, "attribution_method", method)  # selective: passed on
+            accepted = {
+                *inspect.signature(method.attribute).parameters,
+                *inspect.signature(wrapped.attribute).parameters,
+            }
+            assert entry.chunk_keyword in accepted, name
+    assert not EXPLAINERS["temporal_mask"].per_clip  # its stopping rule couples the clips
+    explain = make_explainer("saliency", demo_model, None, "64MiB")  # positional max_memory
+    assert explain(torch.rand(1, 3, 8, 32, 32), torch.tensor([1])).shape == (1, 3, 8, 32, 32)
 
 
 def test_unknown_method_and_predict(demo_model) -> None:

@@ -27,6 +27,7 @@ from captum.attr import PerturbationAttribution
 from captum.log import log_usage
 from torch import Tensor
 
+from captum_video._model_state import in_eval_mode
 from captum_video._validation import format_video_inputs, one_score_per_example, resolve_target
 from captum_video.baselines import WINDOW_DEPENDENT_FILLS, baseline_fill, occlude_windows
 
@@ -58,6 +59,16 @@ class TemporalOcclusion(PerturbationAttribution):
     ``"freeze"`` and ``"interpolate"`` baselines depend on the window (they hold the frames
     around it).
 
+    **Cost.** One forward of the clip per window, plus one of the clean clip: there are
+    ``ceil((T - window) / stride) + 1`` windows, so with ``stride=1`` that is about ``T``
+    forwards of ``T`` frames, and the time grows as ``T**2`` (reported: 52 s for one 256-frame
+    clip of the demo model on a 2-core CPU). For long clips use a larger stride
+    (``stride=window`` needs ``T / window`` forwards); the defaults do not change with ``T``.
+    Everything besides the forwards is linear in the number of windows: the occluded copies
+    are built per forward (``perturbations_per_eval`` windows at a time, never all of them),
+    and the drops ``(windows, N)``, the cover mask ``(windows, T)`` and the final product are
+    small. Memory is that of one forward of ``perturbations_per_eval x N`` clips.
+
     Args:
         forward_func (Callable): the model or any function returning ``(N, K)`` scores (or
             ``(N,)``). Wrap it with a softmax to attribute probabilities.
@@ -75,6 +86,7 @@ class TemporalOcclusion(PerturbationAttribution):
 
     @log_usage(part_of_slo=True)
     @torch.no_grad()
+    @in_eval_mode
     def attribute(  # type: ignore[override]
         self,
         inputs: Tensor | tuple[Tensor, ...],
@@ -90,13 +102,16 @@ class TemporalOcclusion(PerturbationAttribution):
     ) -> Tensor | tuple[Tensor, ...]:
         r"""Occlude every window of frames and attribute the drop of the target score.
 
+        A model in train mode runs in eval mode for the call (with a warning; each module's
+        mode is restored afterwards), so its BatchNorm statistics never change.
+
         Args:
             inputs (Tensor or tuple of Tensor): clips ``(N, C, T, H, W)``; a tuple may hold
                 several streams with the same ``T`` (e.g. RGB and flow), which are occluded
                 in the same frames.
             window (int, optional): frames per window, ``1 <= window <= T``. Default: 4
-            stride (int, optional): step between windows, ``1 <= stride <= window``.
-                Default: 1
+            stride (int, optional): step between windows, ``1 <= stride <= window``; the
+                number of forwards is about ``T / stride`` (see *Cost* above). Default: 1
             baselines (str, number, Tensor or callable, optional): what replaces the frames
                 of a window: ``"freeze"`` (the frame before the window, or the frame after it
                 for a window at the start), ``"interpolate"`` (a blend of the frames around
@@ -132,7 +147,7 @@ class TemporalOcclusion(PerturbationAttribution):
             >>> attr.shape == clip.shape
             True
         """
-        is_tuple, xs = format_video_inputs(inputs, all_videos=True)
+        is_tuple, xs = format_video_inputs(inputs, all_videos=True, model=self.forward_func)
         n, t = xs[0].shape[0], xs[0].shape[2]
         window, stride = _captum_spelling(xs[0], window, stride, sliding_window_shapes, strides)
         if not isinstance(window, int) or not 1 <= window <= t:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from captum.attr import InputXGradient, Saliency
+from captum.attr import Attribution, InputXGradient, Saliency
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from captum_video.attr import DeepTaylor3D, SpatioTemporalRelevance, SpatioTemporalSplit
 from captum_video.datasets import MovingShapes
@@ -181,3 +183,122 @@ def test_deep_taylor_as_is_barely_reflects_motion(demo_model) -> None:
     rho = spearman_correlation(joint, spatial)
     assert rho.shape == (joint.shape[0],)
     assert float(rho.mean()) > 0.85 and float(rho.min()) > 0.7, rho
+
+
+class _Elementwise(Attribution):
+    """A stand-in method whose relevance of a voxel depends only on that voxel, its frame
+    index and its row's target, so results cannot depend on how rows are batched; it records
+    the rows of every call."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda x: x.flatten(1).sum(1, keepdim=True))  # not a module
+        self.rows: list[int] = []
+
+    def attribute(self, inputs, target=None, additional_forward_args=None):  # type: ignore[override]  # noqa: ANN001, ANN201
+        x = inputs[0] if isinstance(inputs, tuple) else inputs
+        self.rows.append(x.shape[0])
+        frame = torch.arange(1, x.shape[2] + 1, dtype=x.dtype).view(1, 1, -1, 1, 1)
+        scale = torch.as_tensor(target, dtype=x.dtype).reshape(-1, 1, 1, 1, 1) + 1
+        rel = (x * x + 0.25 * x) * frame.sqrt() * scale
+        return (rel,) if isinstance(inputs, tuple) else rel
+
+
+def _one_shot_oracle(method, clip, target, static, reduce, normalize):  # noqa: ANN001, ANN202
+    """The split computed the way it was before chunking: every static map held at once."""
+    n, _, t = clip.shape[:3]
+    joint = method.attribute(clip, target=target)
+    frames = clip[:, :, :1] if static == "repeat_first" else clip
+    k = frames.shape[2]
+    statics = frames.transpose(1, 2)[:, :, :, None].expand(n, k, clip.shape[1], t, *clip.shape[3:])
+    rows = torch.tensor(target).repeat_interleave(k)
+    rel = method.attribute(statics.reshape(n * k, *clip.shape[1:]), target=rows)
+    rel = rel.view(n, k, *clip.shape[1:]).double()
+    if normalize == "total":
+        factor = joint.double().flatten(1).sum(1).view(n, 1) / rel.flatten(2).sum(2)
+        rel = rel * factor.view(n, k, 1, 1, 1, 1)
+    if reduce == "temporal_mean":
+        mean = rel.mean(3)  # (N, K, C, H, W)
+        spatial = mean.expand(n, t, *mean.shape[2:]).transpose(1, 2)
+    elif k == 1:
+        spatial = rel[:, 0]
+    else:
+        index = torch.arange(t)
+        spatial = rel[:, index, :, index].permute(1, 2, 0, 3, 4)
+    return spatial.float(), joint
+
+
+@pytest.mark.parametrize("static", ["repeat_frame", "repeat_first"])
+@pytest.mark.parametrize("reduce", ["same_index", "temporal_mean"])
+@pytest.mark.parametrize("normalize", ["total", None])
+def test_chunked_reduction_equals_the_one_shot_result(static, reduce, normalize) -> None:  # noqa: ANN001
+    """Each chunk of static maps is reduced as soon as it is computed; the result does not
+    depend on the chunk size (exactly) and equals the all-at-once formula."""
+    clip = torch.rand(2, 3, 5, 4, 4)
+    target = [1, 2]
+    method = _Elementwise()
+    split = SpatioTemporalSplit(method, static=static, reduce=reduce, normalize=normalize)
+    one_shot = split.attribute(clip, target=target, internal_batch_size=1000)
+    for chunk in (1, 2, 3, 7):
+        chunked = split.attribute(clip, target=target, internal_batch_size=chunk)
+        for part in ("spatial", "temporal", "joint"):
+            assert torch.equal(getattr(chunked, part), getattr(one_shot, part)), (chunk, part)
+    spatial, joint = _one_shot_oracle(method, clip, target, static, reduce, normalize)
+    torch.testing.assert_close(one_shot.joint, joint)
+    torch.testing.assert_close(one_shot.spatial, spatial, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(one_shot.temporal, joint - spatial, rtol=1e-6, atol=1e-6)
+
+
+class _LargestStorage(TorchDispatchMode):
+    """Records the largest storage of any tensor an operation returns while active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nbytes = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        out = func(*args, **(kwargs or {}))
+        for value in tree_flatten(out)[0]:
+            if isinstance(value, torch.Tensor):
+                self.nbytes = max(self.nbytes, value.untyped_storage().nbytes())
+        return out
+
+
+@pytest.mark.parametrize("reduce", ["same_index", "temporal_mean"])
+def test_buffers_do_not_grow_with_the_square_of_the_frames(reduce) -> None:  # noqa: ANN001
+    """The largest tensor the split creates is a few batches of clips, for 8 or 32 frames
+    (it held all N x T motion-removed maps, T times the batch, before chunking)."""
+    ratios = []
+    for t in (8, 32):
+        clip = torch.rand(2, 3, t, 8, 8)
+        method = _Elementwise()
+        for chunk in (1, None):  # None: a model-free method gets N static clips per call
+            with _LargestStorage() as spy:
+                SpatioTemporalSplit(method, reduce=reduce).attribute(
+                    clip, target=[0, 1], internal_batch_size=chunk
+                )
+            ratios.append(spy.nbytes / (clip.nelement() * clip.element_size()))
+        assert max(method.rows) == 2  # the joint pass and N static clips per call
+    # float64 totals of one chunk: twice a batch of float32 clips.
+    assert max(ratios) <= 2.0, ratios
+
+
+def test_default_chunk_follows_the_memory_budget(demo_model, monkeypatch) -> None:  # noqa: ANN001
+    """internal_batch_size=None: as many static clips as fit in the default budget, at least
+    the batch's clips."""
+    from captum_video.attr import _split
+
+    calls: list[int] = []
+
+    class Spy(Saliency):
+        def attribute(self, inputs, **kwargs):  # type: ignore[override]  # noqa: ANN001, ANN202
+            calls.append((inputs[0] if isinstance(inputs, tuple) else inputs).shape[0])
+            return super().attribute(inputs, **kwargs)
+
+    clip = torch.rand(2, 3, 8, 16, 16)
+    split = SpatioTemporalSplit(Spy(demo_model))
+    split.attribute(clip, target=[0, 1])
+    assert calls == [2, 16]  # the default budget holds all 16 static clips
+    calls.clear()
+    monkeypatch.setattr(_split, "default_budget", lambda device: 1)
+    split.attribute(clip, target=[0, 1])
+    assert calls == [2] * 9  # joint, then 8 calls of N = 2 static clips
