@@ -1,14 +1,18 @@
-"""LRP / deep Taylor decomposition for 3-D models: rules, canonizers and DeepTaylor3D."""
+"""LRP / deep Taylor decomposition for 3-D models: rules, composites, canonizers and
+DeepTaylor3D."""
 
 from captum_video.attr._lrp.canonizers import (
     Canonizer,
+    ConstantGateCanonizer,
     MergeBatchNorm,
     NoInplaceReLU,
     ResidualAddCanonizer,
     canonized,
     default_canonizers,
 )
-from captum_video.attr._lrp.deep_taylor import COMPOSITES, Composite, DeepTaylor3D
+from captum_video.attr._lrp.composite_rules import FlatRule, GammaRule
+from captum_video.attr._lrp.composites import COMPOSITES, Composite
+from captum_video.attr._lrp.deep_taylor import DeepTaylor3D
 from captum_video.attr._lrp.pass_rules import PassRule, ProportionalRule, WinnerTakeAllRule
 from captum_video.attr._lrp.rules import VideoLRPRule, ZBRule, ZEpsilonRule, ZPlusRule, stabilize
 
@@ -20,6 +24,8 @@ __all__ = [
     "ZPlusRule",
     "ZBRule",
     "ZEpsilonRule",
+    "GammaRule",
+    "FlatRule",
     "ProportionalRule",
     "WinnerTakeAllRule",
     "PassRule",
@@ -27,6 +33,7 @@ __all__ = [
     "Canonizer",
     "MergeBatchNorm",
     "ResidualAddCanonizer",
+    "ConstantGateCanonizer",
     "NoInplaceReLU",
     "canonized",
     "default_canonizers",

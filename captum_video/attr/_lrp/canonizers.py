@@ -10,6 +10,13 @@ r"""Canonizers: temporary, exactly reversible rewrites that make a model LRP-fri
   in r3d_18, mc3_18, r2plus1d_18, and :class:`captum_video.models.BasicBlock`) an explicit
   Captum ``Addition_Module``, so hook-based LRP (Captum's, Zennit's) can split relevance at
   the sum instead of copying it to both branches (which doubles relevance at every block).
+* :class:`ConstantGateCanonizer` computes the gate of squeeze-excitation blocks (X3D's
+  ``SqueezeExcitation`` from fvcore, torchvision's ``SqueezeExcitation``: ``x * gate(x)``)
+  without gradient, so the gate is a constant multiplier and all relevance flows through ``x``.
+  A product passes its full relevance to *each* factor, so a gate left in the graph would
+  double it; treating the gate as constant is the standard LRP treatment of multiplicative
+  gates (Arras et al. 2017, "Explaining Recurrent Neural Network Predictions in Sentiment
+  Analysis", for LSTM gates).
 * :class:`NoInplaceReLU` switches ``inplace`` off on ReLUs (Captum's module backward hooks
   reject in-place outputs).
 
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import cast
@@ -37,6 +45,7 @@ __all__ = [
     "Canonizer",
     "MergeBatchNorm",
     "ResidualAddCanonizer",
+    "ConstantGateCanonizer",
     "NoInplaceReLU",
     "canonized",
     "default_canonizers",
@@ -88,6 +97,10 @@ def _swap_buffer(module: nn.Module, name: str, value: Tensor, undo: Undo) -> Non
     undo.append(lambda: module._buffers.__setitem__(name, original))
 
 
+def _identity(x: Tensor) -> Tensor:
+    return x
+
+
 def _last_linear(module: nn.Module) -> nn.Module | None:
     """The layer whose output ``module`` returns, if that is a Conv/Linear."""
     if isinstance(module, _FUSABLE):
@@ -102,8 +115,9 @@ class MergeBatchNorm(Canonizer):
 
     ``w' = w * g / sqrt(var + eps)`` and ``b' = (b - mean) * g / sqrt(var + eps) + beta`` per
     output channel; the BatchNorm becomes the identity (mean 0, var 1, eps 0, weight 1,
-    bias 0). Only BatchNorms in eval mode with running statistics can be folded; the model's
-    output does not change.
+    bias 0), and while canonized its forward returns its input, so it costs nothing.
+    Only BatchNorms in eval mode with running statistics can be folded; the model's output
+    does not change.
 
     Returns:
         A canonizer.
@@ -158,6 +172,20 @@ class MergeBatchNorm(Canonizer):
             _swap_param(bn, "bias", torch.zeros_like(mean), undo)
         undo.append(functools.partial(setattr, bn, "eps", bn.eps))
         bn.eps = 0.0
+        if "forward" not in vars(bn):
+            # It computes the identity now: skip its arithmetic (forward and backward). The
+            # input itself, not a view: an in-place ReLU on a view would make autograd copy.
+            object.__setattr__(bn, "forward", _identity)
+            undo.append(functools.partial(object.__delattr__, bn, "forward"))
+
+
+def _explicit_sum(
+    forward: ResidualForward, block: nn.Module, add: nn.Module
+) -> Callable[..., Tensor]:
+    def explicit(x: Tensor) -> Tensor:
+        return forward(block, x, add)
+
+    return explicit
 
 
 class ResidualAddCanonizer(Canonizer):
@@ -189,6 +217,8 @@ class ResidualAddCanonizer(Canonizer):
     """
 
     def __init__(self, block_types: Mapping[type, ResidualForward] | None = None) -> None:
+        if block_types is not None and not isinstance(block_types, Mapping):
+            raise TypeError(f"block_types must be a mapping or None, got {block_types!r}")
         self.block_types = dict(block_types or {})
 
     def apply(self, model: nn.Module, undo: Undo) -> None:
@@ -200,8 +230,94 @@ class ResidualAddCanonizer(Canonizer):
             add = Addition_Module()
             module.add_module(_ADD_NAME, add)
             undo.append(functools.partial(module._modules.pop, _ADD_NAME))
-            explicit = functools.partial(forward, module, add=add)
-            object.__setattr__(module, "forward", explicit)
+            object.__setattr__(module, "forward", _explicit_sum(forward, module, add))
+            undo.append(functools.partial(object.__delattr__, module, "forward"))
+
+
+GateForward = Callable[[nn.Module, Tensor], Tensor]
+
+
+def _fvcore_channel_gate(block: nn.Module, x: Tensor) -> Tensor:
+    # fvcore.nn.SqueezeExcitation: x * block(mean of x over space (and time)).
+    dims = [2, 3, 4] if block.is_3d else [2, 3]
+    with torch.no_grad():
+        gate = cast(nn.Module, block.block)(x.mean(dim=dims, keepdim=True))
+    return x * gate
+
+
+def _fvcore_spatial_gate(block: nn.Module, x: Tensor) -> Tensor:
+    with torch.no_grad():
+        gate = cast(nn.Module, block.block)(x)
+    return x * gate
+
+
+def _torchvision_gate(block: nn.Module, x: Tensor) -> Tensor:
+    with torch.no_grad():
+        gate = cast(Callable[[Tensor], Tensor], block._scale)(x)
+    return gate * x
+
+
+#: ``(module, class) -> forward(block, x)`` with the gate computed without gradient. Looked up
+#: in ``sys.modules`` only: a model holding such a block has imported its package.
+GATE_FORWARDS: dict[tuple[str, str], GateForward] = {
+    ("fvcore.nn.squeeze_excitation", "SqueezeExcitation"): _fvcore_channel_gate,
+    ("fvcore.nn.squeeze_excitation", "SpatialSqueezeExcitation"): _fvcore_spatial_gate,
+    ("torchvision.ops.misc", "SqueezeExcitation"): _torchvision_gate,
+}
+
+
+class ConstantGateCanonizer(Canonizer):
+    r"""Treat the gate of squeeze-excitation blocks as a constant: ``y = x * g`` with ``g``
+    computed without gradient, so relevance flows through ``x`` only (``R_x = R_y``) and none
+    into the gating branch.
+
+    A product's gradient reaches both factors, so in the modified-gradient picture each factor
+    would get the product's whole relevance and the block would double it. Treating the gate
+    as a constant multiplier is the usual choice for multiplicative gates in LRP (Arras et al.
+    2017 for LSTM gates); the gate still scales the value that flows on, so the explanation
+    sees its effect. Blocks: fvcore's ``SqueezeExcitation`` (PyTorchVideo's X3D) and
+    ``SpatialSqueezeExcitation``, torchvision's ``ops.misc.SqueezeExcitation``.
+
+    Args:
+        block_types (dict, optional): extra ``{block class: forward(block, x)}`` entries.
+            Default: None
+
+    Returns:
+        A canonizer.
+
+    Example::
+
+        >>> from fvcore.nn.squeeze_excitation import SqueezeExcitation
+        >>> se = SqueezeExcitation(8, is_3d=True)
+        >>> x = torch.rand(1, 8, 2, 3, 3, requires_grad=True)
+        >>> with canonized(se, [ConstantGateCanonizer()]):
+        ...     y = se(x)
+        >>> torch.allclose((x * torch.autograd.grad(y.sum(), x)[0]).sum(), y.sum())
+        True
+    """
+
+    def __init__(self, block_types: Mapping[type, GateForward] | None = None) -> None:
+        if block_types is not None and not isinstance(block_types, Mapping):
+            raise TypeError(f"block_types must be a mapping or None, got {block_types!r}")
+        self.block_types = dict(block_types or {})
+
+    def _table(self) -> dict[type, GateForward]:
+        table: dict[type, GateForward] = {}
+        for (module_name, class_name), forward in GATE_FORWARDS.items():
+            found = getattr(sys.modules.get(module_name), class_name, None)
+            if isinstance(found, type):
+                table[found] = forward
+        return {**table, **self.block_types}
+
+    def apply(self, model: nn.Module, undo: Undo) -> None:
+        table = self._table()
+        if not table:
+            return
+        for module in list(model.modules()):
+            forward = table.get(type(module))
+            if forward is None or "forward" in vars(module):
+                continue
+            object.__setattr__(module, "forward", functools.partial(forward, module))
             undo.append(functools.partial(object.__delattr__, module, "forward"))
 
 
@@ -228,18 +344,19 @@ class NoInplaceReLU(Canonizer):
 
 
 def default_canonizers() -> list[Canonizer]:
-    """The canonizers :class:`DeepTaylor3D` applies by default: BatchNorm folding and explicit
-    residual sums.
+    """The canonizers :class:`DeepTaylor3D` applies by default: BatchNorm folding, explicit
+    residual sums and constant squeeze-excitation gates.
 
     Returns:
-        list of Canonizer: ``[MergeBatchNorm(), ResidualAddCanonizer()]``.
+        list of Canonizer: ``[MergeBatchNorm(), ResidualAddCanonizer(),
+        ConstantGateCanonizer()]``.
 
     Example::
 
         >>> [type(c).__name__ for c in default_canonizers()]
-        ['MergeBatchNorm', 'ResidualAddCanonizer']
+        ['MergeBatchNorm', 'ResidualAddCanonizer', 'ConstantGateCanonizer']
     """
-    return [MergeBatchNorm(), ResidualAddCanonizer()]
+    return [MergeBatchNorm(), ResidualAddCanonizer(), ConstantGateCanonizer()]
 
 
 @contextlib.contextmanager
@@ -263,10 +380,16 @@ def canonized(
         >>> with canonized(model):
         ...     logits = model(torch.rand(1, 3, 4, 32, 32))
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    chosen = default_canonizers() if canonizers is None else list(canonizers)
+    bad = [c for c in chosen if not isinstance(c, Canonizer)]
+    if bad:
+        raise TypeError(f"canonizers must be Canonizer instances, got {bad[0]!r}")
     undo: Undo = []
     try:
         with torch.no_grad():
-            for canonizer in default_canonizers() if canonizers is None else canonizers:
+            for canonizer in chosen:
                 canonizer.apply(model, undo)
         yield model
     finally:

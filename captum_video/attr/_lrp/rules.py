@@ -20,6 +20,7 @@ Denominators are stabilised as in Zennit: ``z + eps * sign(z)`` with ``sign(0) =
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -129,7 +130,18 @@ class VideoLRPRule(PropagationRule):
         True
     """
 
+    #: Whether the rule adds relevance through :meth:`input_leaves` (z^B, flat), so that
+    #: :class:`~captum_video.attr.DeepTaylor3D` needs its layer to read a model input.
+    reads_model_input: bool = False
+
     def __init__(self, stabilizer: float = 1e-6) -> None:
+        if (
+            isinstance(stabilizer, bool)
+            or not isinstance(stabilizer, (int, float))
+            or not math.isfinite(stabilizer)
+            or stabilizer < 0
+        ):
+            raise ValueError(f"stabilizer must be a finite number >= 0, got {stabilizer!r}")
         self.stabilizer = float(stabilizer)
         # Captum's class-level dicts would be shared across all rules and calls.
         self.relevance_input: dict[Any, Any] = {}
@@ -138,6 +150,12 @@ class VideoLRPRule(PropagationRule):
     def needs_hook(self, module: nn.Module) -> bool:
         """Whether the rule differs from the plain gradient on ``module``."""
         return True
+
+    def input_leaves(self) -> tuple[Tensor, ...]:
+        """Extra leaf tensors, shaped like the layer's input, made by the last
+        :meth:`modified_output` call: the relevance of the input is ``x * dx`` plus
+        ``leaf * d leaf`` summed over them. Empty for rules whose relevance is ``x * dx``."""
+        return ()
 
     def modified_output(
         self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor
@@ -264,6 +282,8 @@ class ZBRule(VideoLRPRule):
         torch.Size([3])
     """
 
+    reads_model_input = True
+
     def __init__(
         self,
         low: float | Sequence[float] | Tensor = 0.0,
@@ -284,6 +304,10 @@ class ZBRule(VideoLRPRule):
             )
         self.bound_leaves: tuple[Tensor, Tensor] | None = None
         self._captum_state: dict[str, Any] = {}
+
+    def input_leaves(self) -> tuple[Tensor, ...]:
+        """The bound leaves ``(l, h)`` of the last :meth:`modified_output` call."""
+        return () if self.bound_leaves is None else self.bound_leaves
 
     def bound_tensors(self, module: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
         """``l`` and ``h`` broadcast to the shape of ``x`` (per channel along its channel axis)."""
