@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from benchmarks._common import emit, environment
+from captum_video.attr import AttentionRollout, DeepTaylor3D, GradientWeightedAttention
 from captum_video.datasets import MovingShapes
 from captum_video.explainers import EXPLAINERS, build_method, make_explainer
 from captum_video.metrics import (
@@ -46,6 +47,21 @@ from captum_video.models import load_demo_model
 RESULTS_DIR = Path(__file__).with_name("results")
 #: Which bundled demo model explains which data-set variant (each is trained on its own).
 VARIANT_MODEL = {"motion": "motion", "appearance": "appearance", "mixed": "mixed"}
+#: Rows that explain another bundled model than the variant's C3DSmall: row -> (the demo
+#: model's name, the variants it was trained on). On other variants the row is left out; its
+#: deletion / insertion curves and randomisation check use that model.
+ROW_MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "AttentionRollout (demo transformer)": ("transformer", ("motion",)),
+    "GradientWeightedAttention (demo transformer)": ("transformer", ("motion",)),
+    "random map (demo transformer)": ("transformer", ("motion",)),
+}
+#: The control a row is marked against (†) when it is not the C3D's ``"random map"``: rows
+#: that explain another model are compared with that model's random map.
+ROW_CONTROLS = {
+    "AttentionRollout (demo transformer)": "random map (demo transformer)",
+    "GradientWeightedAttention (demo transformer)": "random map (demo transformer)",
+    "random map (demo transformer)": "random map (demo transformer)",
+}
 HELD_OUT_SEED = 2024  # the demo models were trained on seeds 0 (train) and 1 (validation)
 TOLERANCE_PX = 2.0  # TorchRay's 15 px on 224 px frames, scaled to 32 px frames
 
@@ -183,6 +199,34 @@ def method_builders(settings: Settings) -> dict[str, tuple[Callable[[nn.Module],
         ),
         "SaliencyTube (layer3)": (method("saliency_tube"), ""),
         "DeepTaylor3D": (method("deep_taylor"), ""),
+        "DeepTaylor3D (epsilon-gamma-box)": (
+            lambda model: (
+                lambda x, t: DeepTaylor3D(model, composite="epsilon-gamma-box").attribute(
+                    x, target=t
+                )
+            ),
+            "LRP composite: epsilon on fc, gamma 0.25 on convs, z^B input layer",
+        ),
+        "DeepTaylor3D (epsilon-box)": (
+            lambda model: (
+                lambda x, t: DeepTaylor3D(model, composite="epsilon-box").attribute(x, target=t)
+            ),
+            "LRP composite: epsilon everywhere, z^B input layer",
+        ),
+        "DeepTaylor3D (epsilon-plus)": (
+            lambda model: (
+                lambda x, t: DeepTaylor3D(model, composite="epsilon-plus").attribute(x, target=t)
+            ),
+            "LRP composite: epsilon on fc, z+ on convs",
+        ),
+        "DeepTaylor3D (epsilon-plus-flat)": (
+            lambda model: (
+                lambda x, t: DeepTaylor3D(model, composite="epsilon-plus-flat").attribute(
+                    x, target=t
+                )
+            ),
+            "LRP composite: epsilon on fc, z+ on convs, flat input layer",
+        ),
         "SpatioTemporalSplit(DeepTaylor3D).temporal": (split("temporal"), ""),
         "SpatioTemporalSplit(DeepTaylor3D).spatial": (
             split("spatial"),
@@ -222,6 +266,18 @@ def method_builders(settings: Settings) -> dict[str, tuple[Callable[[nn.Module],
             "reference, zero baseline",
         ),
         "Captum Occlusion": (method("occlusion", **occlusion), "reference, zero baseline"),
+        "AttentionRollout (demo transformer)": (
+            lambda model: lambda x, t: AttentionRollout(model).attribute(x, target=t),
+            "explains the demo transformer (motion only); class-agnostic, so rho fc is 1",
+        ),
+        "GradientWeightedAttention (demo transformer)": (
+            lambda model: lambda x, t: GradientWeightedAttention(model).attribute(x, target=t),
+            "explains the demo transformer (motion only)",
+        ),
+        "random map (demo transformer)": (
+            random_map,
+            "control: the transformer rows' † compare with it",
+        ),
         "random map": (random_map, "control"),
     }
 
@@ -342,20 +398,26 @@ def run_variant(
     }
     for name in names:
         build, note = builders[name]
+        row_model = model
+        if name in ROW_MODELS:  # explains another bundled model, where it was trained
+            other, trained_on = ROW_MODELS[name]
+            if variant not in trained_on:
+                continue
+            row_model = load_demo_model(other)
         entry: dict[str, Any] = {"note": note}
         result["methods"][name] = entry
-        explain = build(model)
+        explain = build(row_model)
         start = time.perf_counter()
         attr = _as_map(explain(clips, targets), clips)
         entry["seconds_per_clip"] = (time.perf_counter() - start) / len(clips)
-        entry.update(score_map(model, clips, targets, masks, attr, settings))
+        entry.update(score_map(row_model, clips, targets, masks, attr, settings))
         if name in settings.skip_sanity:
             entry["sanity_note"] = "skipped at this size (cost)"
         else:
             k = settings.sanity_clips
             check = randomization_sanity(
                 lambda x, t, fn=explain: _as_map(fn(x, t), x),
-                model,
+                row_model,
                 clips[:k],
                 targets[:k],
                 seed=settings.seed,
@@ -457,17 +519,18 @@ def to_markdown(results: dict[str, Any], command: str = "") -> str:
             "|---" * (len(heads) + 3) + "|",
         ]
         methods = vres["methods"]
-        rand = methods.get("random map", {})
         losses: dict[str, list[str]] = {}
         for name, entry in methods.items():
             cells = []
+            control = ROW_CONTROLS.get(name, "random map")
+            rand = methods.get(control, {})
             for metric, (_, higher) in METRICS.items():
                 value = entry.get(metric)
                 if value is None:
                     cells.append("—")
                     continue
                 mark = ""
-                if name != "random map" and rand:
+                if name != control and rand:
                     beats = _beats(value, rand.get(metric), higher)
                     if beats is False:
                         mark = "†"

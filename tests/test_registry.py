@@ -28,6 +28,7 @@ from captum_video.registry import (
     default_layer,
     families,
     family_of,
+    head_layer,
     input_size_of,
     load_model,
     min_frames_of,
@@ -94,8 +95,11 @@ def test_default_layer(swin, mvit):
     assert default_layer(swin)[0] == "features.6"
     assert default_layer(mvit)[0] == "blocks.14"
     r3d = tv.r3d_18(num_classes=3)
-    assert default_layer(r3d) == ("layer4", r3d.layer4)
-    assert default_layer(tv.s3d(num_classes=3))[0] == "features.15"
+    assert default_layer(r3d) == ("layer3", r3d.layer3)  # keeps T/4: no coarse-time warning
+    assert head_layer(r3d) == ("layer4", r3d.layer4)  # what the head pools, for SaliencyTube
+    assert default_layer(tv.s3d(num_classes=3))[0] == "features.12"
+    assert head_layer(tv.s3d(num_classes=3))[0] == "features.15"
+    assert head_layer(net) == ("layer3", net.layer3)  # families that do not say: default_layer
     with pytest.raises(ValueError, match="no default layer"):
         default_layer(nn.Linear(2, 2))
 
@@ -216,3 +220,16 @@ def test_weights_of_another_architecture_name_both_shapes(tmp_path: Path):
     torch.save(load_model("r3d_18").state_dict(), path)
     with pytest.raises(ValueError, match=r"fc.weight expects \(7, 512\), file has \(400, 512\)"):
         load_model("r3d_18", path, num_classes=7)
+
+
+@pytest.mark.parametrize("name", ["r3d_18", "mc3_18", "r2plus1d_18", "s3d", "demo"])
+def test_the_default_layer_never_triggers_the_coarse_time_warning(name: str) -> None:
+    import warnings
+
+    model = load_model(name, num_classes=None if name == "demo" else 5)
+    frames, height, width = input_size_of(model)
+    side = 32 if name == "demo" else 64 if name != "s3d" else 224
+    clip = torch.rand(1, 3, frames, side, side)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the tube's "barely resolves time" warning fails here
+        GradCAMTube(model, default_layer(model)[1]).attribute(clip, target=0)

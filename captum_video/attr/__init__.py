@@ -5,12 +5,17 @@ Every method takes clips ``(N, C, T, H, W)`` and returns input-shaped relevance 
 every method: each clip's predicted class (the argmax of the model's output).
 """
 
+from captum_video.attr._attention_relevance import GradientWeightedAttention
+from captum_video.attr._attention_rollout import AttentionRollout
 from captum_video.attr._gradcam_tube import GradCAMTube
 from captum_video.attr._lrp import (
     COMPOSITES,
     Canonizer,
     Composite,
+    ConstantGateCanonizer,
     DeepTaylor3D,
+    FlatRule,
+    GammaRule,
     MergeBatchNorm,
     NoInplaceReLU,
     PassRule,
@@ -41,12 +46,15 @@ __all__ = [
     "ZPlusRule",
     "ZBRule",
     "ZEpsilonRule",
+    "GammaRule",
+    "FlatRule",
     "ProportionalRule",
     "WinnerTakeAllRule",
     "PassRule",
     "Canonizer",
     "MergeBatchNorm",
     "ResidualAddCanonizer",
+    "ConstantGateCanonizer",
     "NoInplaceReLU",
     "canonized",
     "default_canonizers",
@@ -57,4 +65,6 @@ __all__ = [
     "TemporalMask",
     "SelectiveRelevance",
     "selective_relevance",
+    "AttentionRollout",
+    "GradientWeightedAttention",
 ]

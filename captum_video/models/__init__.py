@@ -7,6 +7,7 @@ and ``captum-video demo`` run with no download. Rebuild them with::
     python -m captum_video.models --train --variant motion
     python -m captum_video.models --train --variant appearance
     python -m captum_video.models --train --variant mixed
+    python -m captum_video.models --train --variant motion --arch video_transformer_small
 
 Models of other families (torchvision, with weights from a local file) are built by
 :func:`captum_video.registry.load_model`.
@@ -21,10 +22,12 @@ from captum_video.models.demo import (
 )
 from captum_video.models.r2plus1d import BasicBlock, Conv2Plus1D, R2Plus1DSmall
 from captum_video.models.training import evaluate, train_demo_model
+from captum_video.models.transformer import VideoTransformerSmall
 
 __all__ = [
     "C3DSmall",
     "R2Plus1DSmall",
+    "VideoTransformerSmall",
     "BasicBlock",
     "Conv2Plus1D",
     "DEMO_VARIANTS",

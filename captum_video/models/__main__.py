@@ -16,7 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", action="store_true", help="train and save a demo model")
     parser.add_argument("--variant", default="motion", choices=DEMO_VARIANTS)
     parser.add_argument("--arch", default="c3d_small", choices=sorted(ARCHITECTURES))
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="default: 12 (video_transformer_small: 4)"
+    )
     parser.add_argument("--num-train", type=int, default=2048)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="output path (default: the bundled file)")

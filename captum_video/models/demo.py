@@ -11,10 +11,12 @@ from torch import nn
 
 from captum_video.models.c3d import C3DSmall
 from captum_video.models.r2plus1d import R2Plus1DSmall
+from captum_video.models.transformer import VideoTransformerSmall
 
 __all__ = [
     "ARCHITECTURES",
     "DEMO_FRAMES",
+    "DEMO_NAMES",
     "DEMO_SIZE",
     "DEMO_VARIANTS",
     "demo_checkpoint_path",
@@ -32,15 +34,23 @@ DEMO_VARIANTS = ("motion", "appearance", "mixed")
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "c3d_small": C3DSmall,
     "r2plus1d_small": R2Plus1DSmall,
+    "video_transformer_small": VideoTransformerSmall,
 }
+#: File-name stem of an architecture's bundled checkpoints, ``<stem>_<variant>.pt``.
+CHECKPOINT_STEMS = {"video_transformer_small": "demo_transformer"}
+#: Bundled demo models of other architectures, by name: name -> (architecture, variant).
+DEMO_NAMES: dict[str, tuple[str, str]] = {"transformer": ("video_transformer_small", "motion")}
 
 
-def demo_checkpoint_path(variant: str = "motion") -> Path:
+def demo_checkpoint_path(variant: str = "motion", arch: str = "c3d_small") -> Path:
     """Path of the bundled checkpoint trained on ``MovingShapes(variant)``.
 
     Args:
-        variant (str, optional): ``"motion"``, ``"appearance"`` or ``"mixed"``.
+        variant (str, optional): ``"motion"``, ``"appearance"`` or ``"mixed"``, or a name of
+            :data:`DEMO_NAMES` (``"transformer"``: the video transformer on ``"motion"``).
             Default: ``"motion"``
+        arch (str, optional): the architecture (``"video_transformer_small"`` has its own
+            files, ``demo_transformer_<variant>.pt``). Default: ``"c3d_small"``
 
     Returns:
         pathlib.Path: the ``.pt`` file inside the installed package.
@@ -50,20 +60,24 @@ def demo_checkpoint_path(variant: str = "motion") -> Path:
         >>> demo_checkpoint_path("motion").name
         'demo_c3d_motion.pt'
     """
-    return CHECKPOINT_DIR / f"demo_c3d_{variant}.pt"
+    if variant in DEMO_NAMES:
+        arch, variant = DEMO_NAMES[variant]
+    return CHECKPOINT_DIR / f"{CHECKPOINT_STEMS.get(arch, 'demo_c3d')}_{variant}.pt"
 
 
 def load_demo_model(variant: str = "motion", device: str | torch.device | None = None) -> nn.Module:
     """Load a bundled demo model in eval mode, with no network access.
 
     The model is a :class:`C3DSmall` trained on ``MovingShapes(variant)`` clips of
-    ``3 x 16 x 32 x 32`` in ``[0, 1]``; the checkpoint's metadata (classes, clip size,
-    held-out accuracy, training command) is attached as ``model.demo_info``.
+    ``3 x 16 x 32 x 32`` in ``[0, 1]`` (``"transformer"``: a
+    :class:`~captum_video.models.VideoTransformerSmall` trained on ``"motion"``); the
+    checkpoint's metadata (classes, clip size, held-out accuracy, training command) is
+    attached as ``model.demo_info``.
 
     Args:
         variant (str, optional): ``"motion"`` (label = direction of motion),
-            ``"appearance"`` (label = colour) or ``"mixed"`` (colour x direction).
-            Default: ``"motion"``
+            ``"appearance"`` (label = colour), ``"mixed"`` (colour x direction) or
+            ``"transformer"``. Default: ``"motion"``
         device (str or torch.device, optional): where to put the model. Default: CPU
 
     Returns:
@@ -105,8 +119,10 @@ def demo_model_info(variant: str = "motion") -> dict[str, Any]:
 def _load_demo_checkpoint(variant: str) -> dict[str, Any]:
     path = demo_checkpoint_path(variant)
     if not path.is_file():
+        arch, trained_on = DEMO_NAMES.get(variant, ("c3d_small", variant))
+        option = f" --arch {arch}" if arch != "c3d_small" else ""
         raise FileNotFoundError(
             f"no bundled demo checkpoint for variant {variant!r} at {path}; build it with "
-            f"`python -m captum_video.models --train --variant {variant}`"
+            f"`python -m captum_video.models --train --variant {trained_on}{option}`"
         )
     return torch.load(path, map_location="cpu", weights_only=True)

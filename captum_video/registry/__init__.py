@@ -19,6 +19,7 @@ Example::
     ('layer3', 'none')
 """
 
+from captum_video._validation import register_min_frames_query
 from captum_video.registry import demo, torchvision  # noqa: F401 - registers the entries
 from captum_video.registry._family import (
     GENERIC,
@@ -35,6 +36,7 @@ from captum_video.registry._queries import (
     class_names_of,
     classifier_of,
     default_layer,
+    head_layer,
     input_size_of,
     min_frames_of,
     model_names,
@@ -50,7 +52,12 @@ from captum_video.registry.adapters import (
     adapt,
     pack_pathways,
 )
-from captum_video.registry.loading import load_model, parse_model_name, read_state_dict
+from captum_video.registry.loading import (
+    load_model,
+    needs_weights_file,
+    parse_model_name,
+    read_state_dict,
+)
 from captum_video.registry.normalization import (
     NORMALIZATION_PRESETS,
     bounds_from_normalization,
@@ -71,6 +78,9 @@ from captum_video.registry.reshape import (
     tokens_to_volume,
 )
 from captum_video.registry.torchvision import KINETICS400_CLASSES
+
+# The shared input checks (below the registry) ask it for a model's fewest frames.
+register_min_frames_query(min_frames_of)
 
 __all__ = [
     "GENERIC",
@@ -93,12 +103,14 @@ __all__ = [
     "class_names_of",
     "classifier_of",
     "default_layer",
+    "head_layer",
     "families",
     "family_of",
     "find_family",
     "input_size_of",
     "first_tensor",
     "load_model",
+    "needs_weights_file",
     "min_frames_of",
     "model_names",
     "mvit_tokens_to_volume",

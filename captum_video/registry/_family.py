@@ -87,6 +87,14 @@ class ModelFamily:
         constructors (mapping, optional): ``{model name: factory(num_classes=...)}`` for the
             names :func:`~captum_video.registry.load_model` and the command line accept.
             Default: empty
+        head_layer (str or callable, optional): dotted name (or ``root -> name``) of the layer
+            whose output the classifier head pools, the layer class activation maps with the
+            head's weights need (:class:`~captum_video.attr.SaliencyTube`); default the
+            ``default_layer``. Default: None
+        weights_included (bool, optional): the constructors load trained weights themselves
+            (bundled checkpoints); otherwise they build random weights and a weights file is
+            needed (the command line refuses to explain random weights silently).
+            Default: False
         min_frames (int or callable, optional): the fewest frames the model can take, or
             ``root -> int``. Default: 1
         input_size (tuple of int or callable, optional): the ``(T, H, W)`` clips the family's
@@ -99,6 +107,13 @@ class ModelFamily:
             that makes the model take ``(N, C, T, H, W)`` clips and return ``(N, classes)``
             scores (:func:`~captum_video.registry.adapt`). Default: None (the model already
             does)
+        attention (callable, optional): ``(root, clip_size) -> AttentionLayout``, the
+            family's attention as token mixing for clips of ``clip_size`` ``(T, H, W)``
+            (:func:`~captum_video.registry.attention.attention_layout`): which modules compute
+            attention probabilities, over which tokens, how each sits in its layer's token
+            mixing matrix (joint, divided space-time, pooled, shifted windows) and which token
+            the classifier reads. Used by the attention methods (rollout, gradient-weighted
+            attention relevance). Default: None (no attention description)
 
     Returns:
         A family, to pass to :func:`register_family`.
@@ -121,10 +136,21 @@ class ModelFamily:
     residual_blocks: Mapping[type, ResidualForward] = field(default_factory=dict)
     class_names: Sequence[str] | Callable[[nn.Module], Sequence[str] | None] | None = None
     constructors: Mapping[str, Callable[..., nn.Module]] = field(default_factory=dict)
+    weights_included: bool = False
+    head_layer: str | Callable[[nn.Module], str] | None = None
     min_frames: int | Callable[[nn.Module], int] = 1
     input_size: tuple[int, int, int] | SizeOf | None = None
     matches: Callable[[nn.Module], bool] | None = None
     adapter: Callable[..., nn.Module] | None = None
+    attention: Callable[[nn.Module, tuple[int, int, int]], Any] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"name must be a non-empty str, got {self.name!r}")
+        if not isinstance(self.model_types, tuple) or not all(
+            isinstance(t, type) for t in self.model_types
+        ):
+            raise TypeError(f"model_types must be a tuple of classes, got {self.model_types!r}")
 
     def owns(self, module: Any) -> bool:
         """Whether ``module`` itself belongs to this family (type, then ``matches``)."""
@@ -222,6 +248,10 @@ def find_family(model: Any) -> tuple[ModelFamily, nn.Module | None, str]:
         ('captum-video-demo', '1')
     """
     if not isinstance(model, nn.Module):
+        if not callable(model):
+            raise TypeError(
+                f"model must be an nn.Module or a forward function, got {type(model).__name__}"
+            )
         return GENERIC, None, ""
     register_optional_families()
     for prefix, module in model.named_modules():

@@ -71,6 +71,10 @@ def optional_family_modules(library: str | None = None) -> list[ModuleType]:
         ImportError: ``library`` is not installed (the message names the pip extra), or its
             registry module cannot be imported.
     """
+    if library is not None and library not in OPTIONAL_LIBRARIES:
+        raise ValueError(
+            f"library must be one of {sorted(OPTIONAL_LIBRARIES)} or None, got {library!r}"
+        )
     modules = []
     for name, (module, extra) in OPTIONAL_LIBRARIES.items():
         if name != library and (name in _failed or name not in sys.modules):

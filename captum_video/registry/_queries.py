@@ -20,6 +20,7 @@ __all__ = [
     "class_names_of",
     "classifier_of",
     "default_layer",
+    "head_layer",
     "input_size_of",
     "min_frames_of",
     "model_names",
@@ -42,12 +43,26 @@ def _adapter_says(model: Any, attribute: str) -> Any:
     return None
 
 
+def _layer(model: nn.Module, field_name: str, what: str) -> tuple[str, nn.Module]:
+    family, root, prefix = find_family(model)
+    choice = getattr(family, field_name)
+    if choice is None and field_name == "head_layer":
+        choice = family.default_layer
+    name = choice(root) if callable(choice) and root is not None else choice
+    if not isinstance(name, str) or root is None:
+        raise ValueError(f"no {what} known for {type(model).__name__}; pass the layer to explain")
+    full = _join(prefix, name)
+    return full, model.get_submodule(full)
+
+
 def default_layer(model: nn.Module) -> tuple[str, nn.Module]:
     """The layer tube methods explain by default, as ``(dotted name, module)``.
 
-    The registry's choice for the model's family: the last stage that still keeps several
-    time steps (``layer3`` for the demo models, ``layer4`` for torchvision's video ResNets,
-    ``features[-1]`` for S3D and Swin3D, ``blocks[-2]`` for MViT, whose head reads only the
+    The registry's choice for the model's family: the deepest stage that still keeps at
+    least a quarter of the time steps of the family's clips, so the tube resolves time and the
+    coarse-time warning of the tube methods never fires for the library's own default
+    (``layer3`` for the demo models and torchvision's video ResNets, ``features[12]`` for
+    S3D, ``features[-1]`` for Swin3D, ``blocks[-2]`` for MViT, whose head reads only the
     class token of the last block).
 
     Args:
@@ -65,16 +80,38 @@ def default_layer(model: nn.Module) -> tuple[str, nn.Module]:
         >>> default_layer(C3DSmall())[0]
         'layer3'
     """
-    family, root, prefix = find_family(model)
-    choice = family.default_layer
-    name = choice(root) if callable(choice) and root is not None else choice
-    if not isinstance(name, str) or root is None:
+    try:
+        return _layer(model, "default_layer", "default layer")
+    except ValueError:
         raise ValueError(
             f"no default layer known for {type(model).__name__}; pass the layer to explain "
             "(the last 3-D conv block that keeps several time steps)"
-        )
-    full = _join(prefix, name)
-    return full, model.get_submodule(full)
+        ) from None
+
+
+def head_layer(model: nn.Module) -> tuple[str, nn.Module]:
+    """The layer whose output the classifier head pools, as ``(dotted name, module)``.
+
+    Class activation maps with the head's own weights (:class:`~captum_video.attr.SaliencyTube`)
+    need this layer (``layer4`` of torchvision's video ResNets, the last feature stage of
+    S3D); families that do not say use their :func:`default_layer`.
+
+    Args:
+        model (nn.Module): the classifier.
+
+    Returns:
+        tuple: the dotted module name (relative to ``model``) and the module.
+
+    Raises:
+        ValueError: no such layer is known for the model.
+
+    Example::
+
+        >>> from torchvision.models.video import r3d_18
+        >>> head_layer(r3d_18())[0]
+        'layer4'
+    """
+    return _layer(model, "head_layer", "layer before the classifier head")
 
 
 def reshape_for(model: Any, layer: nn.Module) -> Any:
@@ -96,6 +133,8 @@ def reshape_for(model: Any, layer: nn.Module) -> Any:
         >>> reshape_for(net, net.features[-1])
         'swin3d'
     """
+    if not isinstance(layer, nn.Module):
+        raise TypeError(f"layer must be an nn.Module of the model, got {type(layer).__name__}")
     for family in [*families(), GENERIC]:
         if isinstance(model, nn.Module):
             for module in model.modules():
@@ -238,6 +277,12 @@ def input_size_of(
         >>> input_size_of(C3DSmall())
         (16, 32, 32)
     """
+    if not (
+        isinstance(default, (tuple, list))
+        and len(default) == 3
+        and all(isinstance(s, int) and s >= 1 for s in default)
+    ):
+        raise ValueError(f"default must be (T, H, W) of three ints >= 1, got {default!r}")
     size = _adapter_says(model, "input_size")
     if size is None:
         family, root, _ = find_family(model)

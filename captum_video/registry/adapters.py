@@ -39,6 +39,11 @@ def _check_clip(clip: Any, who: str) -> Tensor:
     if not isinstance(clip, Tensor) or clip.dim() != 5:
         shape = tuple(clip.shape) if isinstance(clip, Tensor) else type(clip).__name__
         raise ValueError(f"{who} takes clips (N, C, T, H, W), got {shape}")
+    if not clip.is_floating_point():
+        raise TypeError(
+            f"{who} takes floating-point clips, got clip of dtype {clip.dtype}; convert with "
+            "clip.float() / 255"
+        )
     return clip
 
 
@@ -62,6 +67,8 @@ class VideoAdapter(nn.Module):
         normalization: str | None = None,
     ) -> None:
         super().__init__()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         self.model = model
         self.training = model.training  # follow the model's mode, leaving the model as it is
         self.input_size = tuple(int(s) for s in input_size) if input_size else None
@@ -175,6 +182,9 @@ class PathwayAdapter(VideoAdapter):
 
     def __init__(self, model: nn.Module, alpha: int = 4, pathways: int = 2, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
+        for name, value in (("alpha", alpha), ("pathways", pathways)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         self.alpha = int(alpha)
         self.pathways = int(pathways)
 

@@ -4,18 +4,23 @@
 temporal max-poolings, so at least 4 frames); ``R2Plus1DSmall`` is a residual test model named
 like torchvision's ``r2plus1d_18`` (its residual blocks share the
 forward of torchvision's ``BasicBlock``). The names ``demo``, ``demo-motion``, ``demo-appearance``
-and ``demo-mixed`` load the bundled checkpoints.
+and ``demo-mixed`` load the bundled checkpoints. ``VideoTransformerSmall`` is the bundled demo
+transformer (``demo-transformer``, trained on the motion variant): a class token and joint
+space-time attention over a time-major tubelet grid.
 """
 
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from torch import nn
 
-from captum_video.models import C3DSmall, R2Plus1DSmall, load_demo_model
+from captum_video.models import C3DSmall, R2Plus1DSmall, VideoTransformerSmall, load_demo_model
 from captum_video.models.r2plus1d import BasicBlock
 from captum_video.registry._family import ModelFamily, register_family
+from captum_video.registry.attention import AttentionLayout, AttentionStep, Tokens
+from captum_video.registry.reshape import TokenReshape
 from captum_video.registry.torchvision import basic_block_forward
 
 __all__: list[str] = []
@@ -45,6 +50,7 @@ DEMO_C3D = register_family(
             "demo-appearance": partial(_bundled, "appearance"),
             "demo-mixed": partial(_bundled, "mixed"),
         },
+        weights_included=True,
         min_frames=4,
         input_size=(16, 32, 32),
     )
@@ -58,5 +64,50 @@ DEMO_R2PLUS1D = register_family(
         head="fc",
         residual_blocks={BasicBlock: basic_block_forward},
         input_size=(16, 32, 32),
+    )
+)
+
+
+def _transformer_attention(root: Any, _clip: tuple[int, int, int]) -> AttentionLayout:
+    """Joint attention over a class token + the time-major tubelet grid, probabilities in
+    each block's ``attn`` (an explicit softmax); the head reads the class token."""
+    tokens = Tokens(tuple(root.grid), prefix=1, order="thw")
+    steps = tuple(
+        AttentionStep(f"blocks.{i}.attn", "joint", tokens) for i in range(len(root.blocks))
+    )
+    return AttentionLayout(steps, readout="first")
+
+
+def _transformer_reshape(root: Any, layer: nn.Module) -> Any:
+    """Blocks and their sub-layers carry the class token + the grid."""
+    if layer is not root.blocks and any(layer is m for m in root.blocks.modules()):
+        return TokenReshape(tuple(root.grid), "thw")
+    return "identity"
+
+
+def _transformer_layer(root: Any) -> str:
+    # The head reads only the class token: the last block's grid gets no gradient.
+    return f"blocks.{max(len(root.blocks) - 2, 0)}"
+
+
+def _transformer_size(root: Any) -> tuple[int, int, int]:
+    return int(root.frames), int(root.size), int(root.size)
+
+
+def _transformer_frames(root: Any) -> int:
+    return int(root.frames)  # its position embeddings fix the clip length
+
+
+DEMO_TRANSFORMER = register_family(
+    ModelFamily(
+        name="captum-video-demo-transformer",
+        model_types=(VideoTransformerSmall,),
+        default_layer=_transformer_layer,
+        layer_reshape=_transformer_reshape,
+        class_names=_demo_classes,
+        constructors={"demo-transformer": partial(_bundled, "transformer")},
+        min_frames=_transformer_frames,
+        input_size=_transformer_size,
+        attention=_transformer_attention,
     )
 )

@@ -48,6 +48,7 @@ from captum_video.registry.adapters import (
     VideoAdapter,
     adapt,
 )
+from captum_video.registry.attention import AttentionLayout, AttentionStep, Tokens
 from captum_video.registry.normalization import preset_for_stats
 from captum_video.registry.reshape import TokenReshape
 
@@ -121,6 +122,66 @@ def _xclip_grid(root: Any) -> TokenReshape:
     return TokenReshape(_grid(root.config, (1, p[0], p[1])), "thw", frames_in_batch=True)
 
 
+def _videomae_attention(root: Any, _clip: tuple[int, int, int]) -> AttentionLayout:
+    """Joint attention over the time-major tubelet grid, no class token; probabilities in
+    ``attention.attention`` (eager softmax or fused SDPA). The head averages every token
+    (``fc_norm``) or reads the first one."""
+    grid = _videomae_grid(root).grid
+    tokens = Tokens(grid, prefix=0, order="thw")
+    steps = tuple(
+        AttentionStep(f"videomae.encoder.layer.{i}.attention.attention", "joint", tokens)
+        for i in range(len(root.videomae.encoder.layer))
+    )
+    return AttentionLayout(steps, readout="mean" if root.fc_norm is not None else "first")
+
+
+def _timesformer_attention(root: Any, _clip: tuple[int, int, int]) -> AttentionLayout:
+    """Divided space-time attention (Bertasius et al. 2021): per layer the temporal attention
+    ``(N * H'W', T, T)`` over each patch position's frames, then the spatial attention
+    ``(N * T, 1 + H'W', 1 + H'W')`` within each frame with the class token repeated per frame
+    (its outputs averaged over frames); tokens: class token + space-major ``(h, w, t)`` grid.
+    """
+    kind = root.config.attention_type
+    if kind != "divided_space_time":
+        raise ValueError(
+            f"attention methods support TimeSformer with divided_space_time attention, not {kind!r}"
+        )
+    tokens = Tokens(_timesformer_grid(root).grid, prefix=1, order="hwt")
+    steps = []
+    for i in range(len(root.timesformer.encoder.layer)):
+        layer = f"timesformer.encoder.layer.{i}"
+        steps.append(AttentionStep(f"{layer}.temporal_attention.attention", "divided_time", tokens))
+        steps.append(AttentionStep(f"{layer}.attention.attention", "divided_space", tokens))
+    return AttentionLayout(tuple(steps), readout="first")
+
+
+def _vivit_attention(root: Any, _clip: tuple[int, int, int]) -> AttentionLayout:
+    """Joint attention over a class token + the time-major tubelet grid (ViViT model 1)."""
+    tokens = Tokens(_vivit_grid(root).grid, prefix=1, order="thw")
+    steps = tuple(
+        AttentionStep(f"vivit.layers.{i}.attention", "joint", tokens)
+        for i in range(len(root.vivit.layers))
+    )
+    return AttentionLayout(steps, readout="first")
+
+
+def _xclip_attention(root: Any, _clip: tuple[int, int, int]) -> AttentionLayout:
+    """Cross-frame communication (Ni et al. 2022): frames in the batch, each a class token +
+    its patches. Per layer the message attention ``(N, T, T)`` over the frames' message
+    tokens (each a linear function of its frame's class token), then joint attention within
+    each frame over class token, patches and the frame's message token, which is dropped
+    after. The adapter explains the mean over frames of the class tokens."""
+    grid = _xclip_grid(root).grid
+    frames = Tokens(grid, frame_prefix=1)
+    with_message = Tokens(grid, frame_prefix=1, frame_suffix=1)
+    steps = []
+    for i in range(len(root.encoder.layers)):
+        layer = f"encoder.layers.{i}"
+        steps.append(AttentionStep(f"{layer}.message_attn", "message", frames, with_message))
+        steps.append(AttentionStep(f"{layer}.self_attn", "frame_joint", with_message, frames))
+    return AttentionLayout(tuple(steps), readout="frame_first")
+
+
 def _timesformer_adapter(root: Any, **options: Any) -> nn.Module:
     kind = root.config.attention_type
     if kind != "divided_space_time":
@@ -162,6 +223,7 @@ VIDEOMAE = register_family(
         layer_reshape=partial(_backbone_reshape, "videomae", _videomae_grid),
         normalization="videomae",
         adapter=_hf_adapter,
+        attention=_videomae_attention,
         **_COMMON,
     )
 )
@@ -174,6 +236,7 @@ TIMESFORMER = register_family(
         layer_reshape=partial(_backbone_reshape, "timesformer", _timesformer_grid),
         normalization="timesformer",
         adapter=_timesformer_adapter,
+        attention=_timesformer_attention,
         **_COMMON,
     )
 )
@@ -186,6 +249,7 @@ VIVIT = register_family(
         layer_reshape=partial(_backbone_reshape, "vivit", _vivit_grid),
         normalization="vivit",
         adapter=_hf_adapter,
+        attention=_vivit_attention,
         **_COMMON,
     )
 )
@@ -198,6 +262,7 @@ XCLIP_VISION = register_family(
         layer_reshape=partial(_backbone_reshape, "", _xclip_grid),
         normalization="xclip",
         adapter=_frames_adapter,
+        attention=_xclip_attention,
         **{**_COMMON, "layout": "frames"},
     )
 )

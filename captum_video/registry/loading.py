@@ -20,7 +20,7 @@ from captum_video.registry._family import families, register_optional_families
 from captum_video.registry._queries import model_names
 from captum_video.registry.adapters import adapt
 
-__all__ = ["load_model", "parse_model_name", "read_state_dict"]
+__all__ = ["load_model", "needs_weights_file", "parse_model_name", "read_state_dict"]
 
 #: Name prefixes of models from optional libraries -> the library.
 _SCHEMES = {"hf": "transformers", "pytorchvideo": "pytorchvideo"}
@@ -59,6 +59,35 @@ def parse_model_name(name: str) -> tuple[str, str]:
     if not rest:
         raise ValueError(f"{name!r} names no {'folder' if scheme == 'hf' else 'builder'}")
     return scheme, rest
+
+
+def needs_weights_file(name: str) -> bool:
+    """Whether the model ``name`` has random weights unless a weights file is given.
+
+    Registered names of families that bundle their weights (the demo models) and
+    ``"hf:<folder>"`` (the folder holds them) need none; torchvision and PyTorchVideo names
+    do: nothing is downloaded.
+
+    Args:
+        name (str): a model name.
+
+    Returns:
+        bool: True when a weights file is needed for trained weights.
+
+    Example::
+
+        >>> needs_weights_file("r3d_18"), needs_weights_file("demo")
+        (True, False)
+    """
+    scheme, rest = parse_model_name(name)
+    if scheme == "hf":
+        return False
+    if scheme:
+        return True
+    family = next((f for f in families() if rest in f.constructors), None)
+    if family is None:
+        raise ValueError(f"unknown model {name!r}; choose one of {model_names()}")
+    return not family.weights_included
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:

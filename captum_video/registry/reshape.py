@@ -259,6 +259,13 @@ class TokenReshape:
     order: Literal["thw", "hwt"] = "thw"
     frames_in_batch: bool = False
 
+    def __post_init__(self) -> None:
+        grid = tuple(self.grid) if isinstance(self.grid, (tuple, list)) else ()
+        if len(grid) != 3 or not all(isinstance(s, int) and s >= 1 for s in grid):
+            raise ValueError(f"grid must be (T', H', W') of three ints >= 1, got {self.grid!r}")
+        if self.order not in ("thw", "hwt"):
+            raise ValueError(f"order must be 'thw' or 'hwt', got {self.order!r}")
+
     def __call__(self, output: Any) -> Tensor:
         return tokens_to_volume(first_tensor(output), self.grid, self.order, self.frames_in_batch)
 
