@@ -2,7 +2,7 @@ r"""A data set over a folder of video files, decoded one clip at a time.
 
 :class:`VideoFolder` lists video files once and reads a clip only when it is indexed, so a
 folder of thousands of videos can be streamed through
-:func:`captum_video.batch.explain_dataset` (or any DataLoader, with workers decoding in
+:func:`captum_video.pipeline.explain_dataset` (or any DataLoader, with workers decoding in
 parallel) without holding more than a batch in memory. With ``labels_from_folders=True`` it
 follows torchvision's ``ImageFolder``: ``root/<class>/<video>`` gives the class index of
 ``<class>`` in sorted order.
@@ -10,6 +10,8 @@ follows torchvision's ``ImageFolder``: ``root/<class>/<video>`` gives the class 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -17,6 +19,7 @@ from pathlib import Path
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from captum_video._validation import validate_positive_int
 from captum_video.io import read_video
 
 __all__ = ["VideoFolder", "VIDEO_SUFFIXES", "find_videos"]
@@ -114,8 +117,12 @@ class VideoFolder(Dataset):
         suffixes: Sequence[str] = VIDEO_SUFFIXES,
         recursive: bool = False,
     ) -> None:
-        if num_frames < 1:
-            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        validate_positive_int(num_frames, "num_frames")
+        if size is not None:
+            if not isinstance(size, (tuple, list)) or len(size) != 2:
+                raise ValueError(f"size must be None or (H, W), got {size!r}")
+            for value in size:
+                validate_positive_int(value, "size (H, W)")
         self.num_frames = num_frames
         self.size = size
         self.classes: list[str] | None = None
@@ -126,9 +133,13 @@ class VideoFolder(Dataset):
                 raise ValueError("labels_from_folders needs one root folder of class folders")
             root = Path(roots[0])
             self.classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-            self.paths = find_videos(
-                [root / c for c in self.classes] or [root], suffixes, recursive=True
-            )
+            if not self.classes:
+                raise ValueError(
+                    f"labels_from_folders needs class folders (root/<class>/<video>), but {root} "
+                    "has no sub-folders; sort its videos into one folder per class, or pass "
+                    "labels_from_folders=False"
+                )
+            self.paths = find_videos([root / c for c in self.classes], suffixes, recursive=True)
             index = {c: i for i, c in enumerate(self.classes)}
             self._labels = [index[p.relative_to(root).parts[0]] for p in self.paths]
         else:
@@ -146,3 +157,35 @@ class VideoFolder(Dataset):
     def clip_name(self, index: int) -> str:
         """The file name of item ``index``, used by reports to name the clip."""
         return self.paths[index].name
+
+    def fingerprint(self) -> str:
+        r"""What identifies the clips: files (path, size, modification time) and options.
+
+        :func:`~captum_video.pipeline.explain_dataset` stores it with a run, so resuming on
+        a folder whose files were added, removed, replaced or edited, or read with other
+        options, is refused instead of mixing old and new clips. Reading the file system's
+        metadata only, it costs a ``stat`` per file, not a decode.
+
+        Returns:
+            str: the sha256 of the description, hex.
+
+        Example::
+
+            >>> VideoFolder("videos/").fingerprint() == VideoFolder("videos/").fingerprint()
+            True
+        """
+        files = []
+        for path in self.paths:
+            try:
+                info = path.stat()
+                files.append([str(path.resolve()), info.st_size, info.st_mtime_ns])
+            except OSError:  # a file gone since it was listed: fails when read, not here
+                files.append([str(path.absolute()), None, None])
+        description = {
+            "files": files,
+            "num_frames": self.num_frames,
+            "size": list(self.size) if self.size is not None else None,
+            "classes": self.classes,
+            "labels": self._labels,
+        }
+        return hashlib.sha256(json.dumps(description).encode()).hexdigest()

@@ -10,10 +10,13 @@ module runs them in order.
 model's device, computes per-clip metrics, and writes everything to *shards* in ``out_dir``::
 
     out_dir/
-      run.json                    the configuration (a resumed run must match it)
+      .lock                       held while a run writes here (pid, host, start time)
+      run.json                    the configuration and its run key (a resumed run must match)
       shards/shard-00000.npz      attributions, (n, 1, T, H, W) per method, compressed
-      shards/shard-00000.json     per-clip metrics + a manifest (run id, rank, time)
+      shards/shard-00000.json     per-clip metrics, failed clips, a manifest (shard, clips,
+                                  run key, sha256 of the .npz, run id, rank, time)
       summary.json                data-set summary merged from all shards (rank 0)
+      failures.json               the clips that could not be loaded or explained
       clips.csv                   one row of metrics per clip
       report.html                 self-contained report (:mod:`captum_video.pipeline.report`)
       tensorboard/                add_relevance_clip logs of a few highlighted clips
@@ -23,9 +26,14 @@ Shard ``k`` holds the clips ``k * shard_size .. (k + 1) * shard_size - 1``; the 
 atomic writes are :mod:`captum_video.pipeline.store`, the summaries
 :mod:`captum_video.pipeline.summary`. A
 rerun with the same ``out_dir`` skips done shards, so an interrupted run resumes where it
-stopped and only the clips of unfinished shards are computed again. Under ``torchrun`` every
-rank takes its own shards (``DistributedSampler`` over the shards still to do) and rank 0
-merges the summary after a barrier.
+stopped and only the clips of unfinished shards (and the clips that failed) are computed
+again. What "the same run" means is :mod:`captum_video.pipeline.identity` (weights, layer,
+methods and their arguments, data, options, version); what makes a done shard trustworthy is
+:mod:`captum_video.pipeline.verify`; one process at a time is :mod:`captum_video.pipeline.lock`;
+what happens to a clip that cannot be read or explained is
+:mod:`captum_video.pipeline.failures`. Under ``torchrun`` every rank takes its own shards
+(``DistributedSampler`` over the shards still to do) and rank 0 merges the summary after a
+barrier.
 
 Per clip: prediction, its probability, the explained target and its probability, the top-5,
 the label (when the data set gives one), the temporal sensitivity (probability drop when the
@@ -37,34 +45,42 @@ gives one, as :class:`~captum_video.datasets.MovingShapes` does).
 
 from __future__ import annotations
 
-import hashlib
 import json
+import math
 import os
 import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import DataLoader, Dataset
 
 from captum_video._distributed import broadcast, init_distributed, my_shards, raise_anywhere
-from captum_video._validation import module_device
-from captum_video.explainers import make_explainer
-from captum_video.io import normalize_video
+from captum_video._model_state import module_device
+from captum_video._validation import validate_fps, validate_positive_int, validate_target
+from captum_video.pipeline._arguments import (
+    layer_identity,
+    resolve_methods,
+    resolve_preprocess,
+    unpack_data,
+)
+from captum_video.pipeline.identity import (
+    data_fingerprint,
+    model_sha256,
+    package_version,
+    plain,
+    run_key,
+)
+from captum_video.pipeline.lock import out_dir_lock
 from captum_video.pipeline.publish import merge
 from captum_video.pipeline.run import TEMPORAL_OPS, Explain, run_shards
-from captum_video.pipeline.store import (
-    FORMAT_VERSION,
-    load_attribution,
-    load_records,
-    prepare_out_dir,
-)
+from captum_video.pipeline.store import FORMAT_VERSION, load_attribution, load_records
+from captum_video.pipeline.verify import ResumePlan, prepare_out_dir
 
 __all__ = ["explain_dataset", "DatasetExplanation", "TEMPORAL_OPS"]
 
@@ -78,10 +94,13 @@ class DatasetExplanation:
     Attributes:
         out_dir (Path): the output folder.
         summary (dict): the merged data-set summary (also in ``summary.json``).
-        computed_clips (int): clips this process computed in this call.
-        skipped_clips (int): clips of shards that were already done (all ranks).
+        computed_clips (int): clips this process tried in this call (also those that failed).
+        skipped_clips (int): clips of shards that were already done and did not fail there
+            (all ranks); they were not computed again.
         report (Path or None): the HTML report, if written.
         files (list of Path): the merged files rank 0 wrote (summary, table, report, videos).
+        failures (list of dict): the clips of the run that failed (``failures.json``; see
+            :mod:`captum_video.pipeline.failures`).
     """
 
     out_dir: Path
@@ -90,6 +109,7 @@ class DatasetExplanation:
     skipped_clips: int
     report: Path | None = None
     files: list[Path] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
 
     def records(self) -> list[dict[str, Any]]:
         """Per-clip metrics of every clip, ordered by index (see :func:`load_records`)."""
@@ -103,7 +123,7 @@ class DatasetExplanation:
 def explain_dataset(
     model: nn.Module,
     dataset_or_loader: Dataset | DataLoader,
-    methods: str | Sequence[str] | Mapping[str, Explain],
+    methods: str | Sequence[str] | Mapping[str, Explain | Mapping[str, Any]],
     out_dir: str | os.PathLike,
     *,
     batch_size: int | None = None,
@@ -125,6 +145,7 @@ def explain_dataset(
     progress: bool = True,
     overwrite: bool = False,
     fingerprint: str | None = None,
+    max_memory: int | str | None = None,
 ) -> DatasetExplanation:
     r"""Explain every clip of a data set with one or more methods and write shards + a report.
 
@@ -140,6 +161,17 @@ def explain_dataset(
     The model is put in eval mode for the run and its modes restored afterwards; its
     parameters, hooks and ``requires_grad`` flags are left as they were.
 
+    A clip that cannot be loaded (the data set's ``__getitem__`` raises, e.g. an unreadable
+    or too short video) or explained (the model or a method raises on it) does not stop the
+    run: it is recorded with its stage and error in ``failures.json``, ``summary.json`` and
+    the report, and a rerun tries only those clips again (with the shards not done). Mistakes
+    that hit every clip (unknown methods, a model returning scores of the wrong shape, a
+    method returning maps of the wrong shape, a target out of range, a batch whose every
+    clip fails before any clip of the run succeeded) raise at once.
+
+    Only one process may write to ``out_dir`` at a time (``out_dir/.lock``; under torchrun
+    rank 0 holds it for all ranks); the lock of a killed run is taken over with a warning.
+
     Args:
         model (nn.Module): the video classifier, already on its device, returning ``(N, K)``.
         dataset_or_loader (Dataset or DataLoader): a map-style data set whose items are a clip
@@ -148,24 +180,26 @@ def explain_dataset(
             with keys ``"video"``/``"clip"``, ``"label"``, ``"mask"``. A DataLoader contributes
             its data set, batch size and worker count; its sampler is not used (resuming and
             sharding need to know each clip's index). A data set with a ``clip_name(index)``
-            method names its clips in the report (e.g. :class:`~captum_video.video_folder.
-            VideoFolder`).
+            method names its clips in the report (e.g.
+            :class:`~captum_video.video_folder.VideoFolder`).
         methods (str, sequence of str or mapping): names from
-            :data:`captum_video.explainers.EXPLAINERS`, or ``name -> explain(clips, target)``
-            callables returning ``(N, C, T, H, W)`` relevance in the clips' resolution
-            (channels are summed). Names must match ``[A-Za-z0-9_-]+``.
+            :data:`captum_video.explainers.EXPLAINERS`, or a mapping whose values are
+            ``explain(clips, target)`` callables returning ``(N, C, T, H, W)`` relevance in
+            the clips' resolution (channels are summed) or, for a registry name, a mapping
+            of ``attribute`` keywords that replace the entry's (``{"integrated_gradients":
+            {"n_steps": 32}}``). Names must match ``[A-Za-z0-9_-]+``.
         out_dir (str or PathLike): the output folder (created).
         batch_size (int, optional): clips per batch; default the loader's, else 8.
         shard_size (int, optional): clips per shard, the unit of resuming and of
             distribution. Default: 64
         num_workers (int, optional): DataLoader workers; default the loader's, else 0.
         layer (nn.Module, optional): the layer of layer methods (default
-            :func:`captum_video.explainers.default_layer`). Default: None
+            :func:`captum_video.registry.default_layer`). Default: None
         target (str or int, optional): ``"prediction"`` (explain the predicted class),
             ``"label"`` (the data set's label) or a class index. Default: ``"prediction"``
         preprocess (str or callable, optional): applied to each batch on the device before
             the model sees it, e.g. a normalisation preset name (``"kinetics"``, see
-            :data:`captum_video.io.NORMALIZATION_PRESETS`) or ``x -> x'``; the stored and
+            :data:`captum_video.registry.NORMALIZATION_PRESETS`) or ``x -> x'``; the stored and
             visualised clips stay in ``[0, 1]``. Default: None
         float16 (bool, optional): store attributions as float16 (half the disk; values beyond
             the float16 range are clipped with a warning). Default: False
@@ -188,13 +222,21 @@ def explain_dataset(
         report (bool, optional): write ``out_dir/report.html``. Default: True
         progress (bool, optional): show a tqdm bar with clips/s. Default: True
         overwrite (bool, optional): delete earlier results in ``out_dir`` instead of
-            resuming; without it, results of a *different* configuration are an error.
-            The configuration covers the options above, the model's class, and the data
-            set's class and plain attributes (e.g. a VideoFolder's file list and clip size,
-            a MovingShapes' seed). Default: False
+            resuming; without it, results of a *different* configuration are an error
+            naming what changed. The configuration (:mod:`captum_video.pipeline.identity`)
+            covers the options above, the model's class and weights (sha256 of its state
+            dict), the layer's name in the model, every method's registry name and
+            ``attribute`` keywords (a callable's qualified name), the data (a data set's
+            ``fingerprint()``, e.g. a VideoFolder's files, sizes and modification times;
+            else its class, plain attributes and tensors, e.g. a MovingShapes' seed or a
+            TensorDataset's tensors) and ``captum_video.__version__``. Default: False
         fingerprint (str, optional): anything else that identifies the run and is not seen
-            otherwise, e.g. the model's weights file; stored with the configuration, so
-            resuming with another fingerprint is an error. Default: None
+            otherwise, e.g. the version of a custom method's code; stored with the
+            configuration, so resuming with another fingerprint is an error. Default: None
+        max_memory (int or str, optional): a memory budget for the registry methods, passed
+            to :func:`~captum_video.explainers.make_explainer` (they split their work into
+            chunks that fit). It does not change results, so it is not part of the run's
+            identity. Default: None (no limit)
 
     Returns:
         DatasetExplanation: paths, the merged summary and how many clips were computed.
@@ -203,7 +245,10 @@ def explain_dataset(
         TypeError: a model that is not an ``nn.Module``, an iterable-style data set, or a
             method that is neither a name nor a callable.
         ValueError: bad sizes, unknown method or target, an item that is not a video, a
-            relevance of the wrong shape, or ``out_dir`` holding another configuration.
+            relevance of the wrong shape, every clip failing, or ``out_dir`` holding another
+            configuration (:class:`~captum_video.pipeline.identity.ConfigurationChanged`).
+        OutDirInUse: another live process is writing to ``out_dir``
+            (:class:`~captum_video.pipeline.lock.OutDirInUse`, a ``RuntimeError``).
 
     Example::
 
@@ -218,43 +263,71 @@ def explain_dataset(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    dataset, batch_size, num_workers = _unpack_data(dataset_or_loader, batch_size, num_workers)
-    if shard_size < 1:
-        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
-    if isinstance(target, str) and target not in ("prediction", "label"):
-        raise ValueError(f"target must be 'prediction', 'label' or a class index, got {target!r}")
+    dataset, batch_size, num_workers = unpack_data(dataset_or_loader, batch_size, num_workers)
+    validate_positive_int(shard_size, "shard_size")
+    validate_positive_int(highlights, "highlights", minimum=0)
+    validate_fps(fps)
+    if isinstance(target, str):
+        if target not in ("prediction", "label"):
+            raise ValueError(
+                f"target must be 'prediction', 'label' or a class index, got {target!r}"
+            )
+    else:
+        validate_target(target)
+    if selective_sigma is not None and (
+        isinstance(selective_sigma, bool)
+        or not isinstance(selective_sigma, (int, float))
+        or not math.isfinite(selective_sigma)
+        or selective_sigma < 0
+    ):
+        raise ValueError(
+            f"selective_sigma must be None or a finite number >= 0, got {selective_sigma!r}"
+        )
     unknown_ops = set(temporal_ops) - set(TEMPORAL_OPS)
     if unknown_ops:
         raise ValueError(f"temporal_ops may hold {TEMPORAL_OPS}, got {sorted(unknown_ops)}")
     if clip_format not in (".webm", ".gif"):
         raise ValueError(f"clip_format must be '.webm' or '.gif', got {clip_format!r}")
-    explainers = _resolve_methods(methods, model, layer)
-    prepare = _resolve_preprocess(preprocess)
+    explainers, identities = resolve_methods(methods, model, layer, max_memory)
+    prepare = resolve_preprocess(preprocess)
     device = module_device(model)
     out = Path(out_dir).resolve()
     names = class_names if class_names is not None else getattr(dataset, "classes", None)
     config = {
         "format": FORMAT_VERSION,
+        "version": package_version(),
         "num_clips": len(dataset),  # type: ignore[arg-type]
         "shard_size": shard_size,
         "methods": list(explainers),
+        "method_args": identities,
+        "layer": layer_identity(model, layer, identities),
         "target": target,
         "float16": bool(float16),
         "temporal_ops": list(temporal_ops),
         "selective_sigma": selective_sigma,
         "seed": seed,
-        "preprocess": preprocess if isinstance(preprocess, str) or preprocess is None else "custom",
+        "preprocess": preprocess
+        if isinstance(preprocess, str) or preprocess is None
+        else plain(preprocess),
         "model": type(model).__name__,
+        "model_sha256": model_sha256(model),
         "class_names": list(names) if names is not None else None,
-        "data": _describe(dataset),
+        "data": data_fingerprint(dataset),
         "fingerprint": fingerprint,
     }
 
     rank, world, created = init_distributed(device)
+    lock = ExitStack()  # rank 0 holds out_dir/.lock for every rank until the merge is done
     try:
-        pending, skipped = _prepare_out_dir(out, config, overwrite, rank, world)
-        mine = my_shards(pending, rank, world)
-        run_id = broadcast(uuid.uuid4().hex, world)
+        plan = _prepare_out_dir(out, config, overwrite, rank, world, lock)
+        mine = my_shards(sorted(plan.todo), rank, world)
+        manifest = {
+            "run_key": run_key(config),
+            "run_id": broadcast(uuid.uuid4().hex, world),
+            "rank": rank,
+            "world_size": world,
+            "device": str(device),
+        }
         computed = 0
         try:
             with _eval_mode(model):
@@ -264,15 +337,14 @@ def explain_dataset(
                     explainers,
                     prepare,
                     config,
-                    mine,
+                    {k: plan.todo[k] for k in mine},
                     out,
                     device,
                     batch_size,
                     num_workers,
-                    run_id,
-                    rank,
-                    world,
+                    manifest,
                     progress,
+                    succeeded_before=plan.skipped,
                 )
         except Exception as err:
             raise_anywhere(err, rank, world)
@@ -289,101 +361,25 @@ def explain_dataset(
         raise_anywhere(None, rank, world)
         summary = json.loads((out / "summary.json").read_text())
     finally:
+        lock.close()
         if created:
             dist.destroy_process_group()
-    return DatasetExplanation(out, summary, computed, skipped, report_path, files)
-
-
-# --------------------------------------------------------------------------- arguments
-
-
-def _unpack_data(
-    data: Dataset | DataLoader, batch_size: int | None, num_workers: int | None
-) -> tuple[Dataset, int, int]:
-    if isinstance(data, DataLoader):
-        batch_size = batch_size if batch_size is not None else data.batch_size
-        num_workers = num_workers if num_workers is not None else data.num_workers
-        data = data.dataset
-    if isinstance(data, IterableDataset) or not hasattr(data, "__getitem__"):
-        raise TypeError(
-            "explain_dataset needs a map-style data set (with __len__ and __getitem__) so it "
-            f"can shard and resume by clip index, got {type(data).__name__}"
-        )
-    if not hasattr(data, "__len__"):
-        raise TypeError(f"the data set must have a length, got {type(data).__name__}")
-    batch_size = 8 if batch_size is None else int(batch_size)
-    num_workers = 0 if num_workers is None else int(num_workers)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if num_workers < 0:
-        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
-    return data, batch_size, num_workers
-
-
-def _describe(dataset: Dataset) -> dict[str, Any]:
-    """The data set's class and plain attributes, to tell data sets apart when resuming."""
-    plain = (str, int, float, bool, type(None), Path)
-    attrs = {
-        key: value
-        for key, value in sorted(vars(dataset).items())
-        if not key.startswith("__")
-        and (
-            isinstance(value, plain)
-            or (isinstance(value, (list, tuple)) and all(isinstance(v, plain) for v in value))
-        )
-    }
-    text = json.dumps(attrs, default=str, sort_keys=True)
-    return {"type": type(dataset).__name__, "sha1": hashlib.sha1(text.encode()).hexdigest()}
-
-
-def _resolve_methods(
-    methods: str | Sequence[str] | Mapping[str, Explain], model: nn.Module, layer: nn.Module | None
-) -> dict[str, Explain]:
-    if isinstance(methods, str):
-        methods = [methods]
-    if isinstance(methods, Mapping):
-        resolved = dict(methods)
-    else:
-        resolved = {}
-        for name in methods:
-            if not isinstance(name, str):
-                raise TypeError(
-                    f"methods must be names or a mapping name -> callable, got {name!r}"
-                )
-            resolved[name] = make_explainer(name, model, layer)
-    if not resolved:
-        raise ValueError("methods is empty; give at least one method")
-    for name, fn in resolved.items():
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise ValueError(f"method names must match [A-Za-z0-9_-]+, got {name!r}")
-        if not callable(fn):
-            raise TypeError(f"method {name!r} must be callable, got {type(fn).__name__}")
-    return resolved
-
-
-def _resolve_preprocess(
-    preprocess: str | Callable[[Tensor], Tensor] | None,
-) -> Callable[[Tensor], Tensor]:
-    if preprocess is None:
-        return lambda x: x
-    if isinstance(preprocess, str):
-        normalize_video(torch.zeros(3, 1, 1, 1), preprocess)  # unknown preset: ValueError now
-        return lambda x: normalize_video(x, preprocess)
-    if not callable(preprocess):
-        raise TypeError(f"preprocess must be a preset name or a callable, got {preprocess!r}")
-    return preprocess
+    return DatasetExplanation(
+        out, summary, computed, plan.skipped, report_path, files, summary.get("failures", [])
+    )
 
 
 # --------------------------------------------------------------------------- distribution
 
 
 def _prepare_out_dir(
-    out: Path, config: dict[str, Any], overwrite: bool, rank: int, world: int
-) -> tuple[list[int], int]:
-    """Rank 0 checks ``out`` and lists the shards to do; every rank gets the same list."""
+    out: Path, config: dict[str, Any], overwrite: bool, rank: int, world: int, lock: ExitStack
+) -> ResumePlan:
+    """Rank 0 locks and checks ``out`` and lists the clips to do; every rank gets the plan."""
     answer: Any = None
     if rank == 0:
         try:
+            lock.enter_context(out_dir_lock(out))
             answer = prepare_out_dir(out, config, overwrite)
         except Exception as err:  # every rank must leave the collective call
             answer = err

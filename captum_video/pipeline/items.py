@@ -1,4 +1,9 @@
-"""The items a data set may give the pipeline, and how they are batched by clip index."""
+"""The items a data set may give the pipeline, and how they are batched by clip index.
+
+An item whose loading raises (an unreadable or too short video) becomes a
+:class:`~captum_video.pipeline.failures.LoadFailure` here, inside the DataLoader worker that
+read it, so the batch goes on without it and the run records the failure.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from captum_video.pipeline.failures import LoadFailure
+
 __all__ = ["Indexed", "clip_name", "collate", "split_item"]
 
 
 class Indexed(Dataset):
-    """``(index, item)`` of selected indices of a data set.
+    """``(index, item)`` of selected indices of a data set; a failed read gives a LoadFailure.
 
     Args:
         dataset (Dataset): a map-style data set.
@@ -26,6 +33,8 @@ class Indexed(Dataset):
 
         >>> Indexed(["a", "b", "c"], [2, 0])[0]
         (2, 'c')
+        >>> Indexed(["a"], [5])[0]
+        (5, LoadFailure(error='IndexError', message='list index out of range'))
     """
 
     def __init__(self, dataset: Dataset, indices: Sequence[int]) -> None:
@@ -36,7 +45,10 @@ class Indexed(Dataset):
 
     def __getitem__(self, i: int) -> tuple[int, Any]:
         index = self.indices[i]
-        return index, self.dataset[index]
+        try:
+            return index, self.dataset[index]
+        except Exception as err:  # one unreadable video must not stop the other clips
+            return index, LoadFailure.of(err)
 
 
 def split_item(item: Any, index: int) -> tuple[Tensor, int | None, Tensor | None]:
@@ -86,15 +98,33 @@ def split_item(item: Any, index: int) -> tuple[Tensor, int | None, Tensor | None
 
 
 def collate(batch: list[tuple[int, Any]]) -> dict[str, Any]:
-    """Stack ``(index, item)`` pairs into ``{"index", "clips", "labels", "masks"}``."""
-    parts = [split_item(item, index) for index, item in batch]
+    """Stack ``(index, item)`` pairs into ``{"index", "clips", "labels", "masks", "failed"}``.
+
+    Items that failed to load are left out of the stack and listed in ``"failed"`` as
+    ``(index, LoadFailure)``; ``"clips"`` is None when every item failed.
+
+    Args:
+        batch (list of tuple): ``(index, item)`` pairs from :class:`Indexed`.
+
+    Returns:
+        dict: the batch.
+
+    Example::
+
+        >>> collate([(0, torch.rand(3, 4, 8, 8))])["clips"].shape
+        torch.Size([1, 3, 4, 8, 8])
+    """
+    failed = [(index, item) for index, item in batch if isinstance(item, LoadFailure)]
+    good = [(index, item) for index, item in batch if not isinstance(item, LoadFailure)]
+    parts = [split_item(item, index) for index, item in good]
     labels = [p[1] for p in parts]
     masks = [p[2] for p in parts if p[2] is not None]
     return {
-        "index": [index for index, _ in batch],
-        "clips": torch.stack([p[0] for p in parts]),
-        "labels": None if any(v is None for v in labels) else torch.tensor(labels),
-        "masks": torch.stack(masks).bool() if len(masks) == len(parts) else None,
+        "index": [index for index, _ in good],
+        "clips": torch.stack([p[0] for p in parts]) if parts else None,
+        "labels": None if not parts or any(v is None for v in labels) else torch.tensor(labels),
+        "masks": torch.stack(masks).bool() if parts and len(masks) == len(parts) else None,
+        "failed": failed,
     }
 
 
