@@ -22,7 +22,20 @@ from typing import Any
 from benchmarks._common import environment
 
 #: The speed benchmarks, in the order they run.
-SPEED_BENCHMARKS = ("tubes", "temporal", "selective", "lrp", "tcav", "visualization", "batch")
+SPEED_BENCHMARKS = (
+    "tubes",
+    "temporal",
+    "selective",
+    "lrp",
+    "lrp_composites",
+    "attention",
+    "tcav",
+    "visualization",
+    "batch",
+    "memory",
+    "timeline",
+    "stream",
+)
 DEFAULT_OUT = Path(__file__).with_name("results")
 
 

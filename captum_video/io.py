@@ -6,17 +6,18 @@ captum-video method takes after a batch dimension is added.
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from captum_video._validation import validate_video
-from captum_video.registry import normalization_stats
+from captum_video._validation import validate_positive_int, validate_video
+from captum_video.registry import normalization_of, normalization_stats
 
 __all__ = [
     "read_video",
@@ -24,12 +25,15 @@ __all__ = [
     "video_info",
     "normalize_video",
     "denormalize_video",
+    "video_preprocessor",
 ]
 
 PathLike = str | os.PathLike
 
 
 def _open(path: PathLike) -> tuple[cv2.VideoCapture, Path]:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike video file, got {type(path).__name__}")
     file = Path(path)
     if not file.exists():
         raise FileNotFoundError(f"video file not found: {file}")
@@ -37,11 +41,40 @@ def _open(path: PathLike) -> tuple[cv2.VideoCapture, Path]:
         raise IsADirectoryError(f"expected a video file, got a directory: {file}")
     if file.stat().st_size == 0:
         raise ValueError(f"video file is empty (0 bytes): {file}")
+    try:
+        with file.open("rb") as handle:
+            head = handle.read(16)
+    except PermissionError as err:
+        raise PermissionError(f"cannot read video file {file}: permission denied") from err
+    for magic, kind in _IMAGE_SIGNATURES:
+        if head.startswith(magic):
+            raise ValueError(
+                f"{file} is not a video: it is a {kind} image; pass a video file (.mp4, .avi, "
+                "...), or stack images into a (C, T, H, W) tensor yourself"
+            )
     capture = cv2.VideoCapture(str(file))
     if not capture.isOpened():
         capture.release()
         raise ValueError(f"cannot open video file {file}: OpenCV found no decodable video stream")
+    width = capture.get(cv2.CAP_PROP_FRAME_WIDTH)
+    height = capture.get(cv2.CAP_PROP_FRAME_HEIGHT)
+    if not (width > 0 and height > 0):
+        capture.release()
+        raise ValueError(
+            f"cannot read video file {file}: it has no video stream with a frame size (the file "
+            "is truncated or not a video)"
+        )
     return capture, file
+
+
+#: Leading bytes of image files OpenCV's FFmpeg backend would open as one-frame "videos".
+_IMAGE_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
 
 
 def video_info(path: PathLike) -> dict[str, float | int]:
@@ -62,8 +95,10 @@ def video_info(path: PathLike) -> dict[str, float | int]:
     """
     capture, _ = _open(path)
     try:
+        count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
         return {
-            "frames": int(capture.get(cv2.CAP_PROP_FRAME_COUNT)),
+            # A container without a frame count reports a huge negative number: count instead.
+            "frames": int(count) if count >= 0 else _decoded_frames(path),
             "fps": float(capture.get(cv2.CAP_PROP_FPS)),
             "height": int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
             "width": int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
@@ -120,8 +155,12 @@ def _to_tensor(frames: np.ndarray) -> Tensor:
 def _frame_count(path: PathLike) -> int:
     """Number of decodable frames: the container's count, else a full decode pass."""
     count = int(video_info(path)["frames"])
-    if count > 0:
-        return count
+    return count if count > 0 else _decoded_frames(path)
+
+
+def _decoded_frames(path: PathLike) -> int:
+    """Number of frames a full decode pass finds."""
+    count = 0
     capture, _ = _open(path)
     try:
         while capture.grab():
@@ -165,12 +204,11 @@ def read_video(
         >>> clip.shape
         torch.Size([3, 16, 112, 112])
     """
-    if num_frames < 1:
-        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-    if start < 0:
-        raise ValueError(f"start must be >= 0, got {start}")
-    if stride is not None and stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
+    validate_positive_int(num_frames, "num_frames")
+    validate_positive_int(start, "start", minimum=0)
+    if stride is not None:
+        validate_positive_int(stride, "stride")
+    _check_size(size)
     if stride is None:
         total = _frame_count(path)
         if total - start < num_frames:
@@ -216,11 +254,18 @@ def sample_clips(
         >>> clips.shape
         torch.Size([4, 3, 16, 32, 32])
     """
+    validate_positive_int(num_frames, "num_frames")
+    validate_positive_int(frame_stride, "frame_stride")
+    if clip_stride is not None:
+        validate_positive_int(clip_stride, "clip_stride")
+    if num_clips is not None:
+        validate_positive_int(num_clips, "num_clips")
     span = (num_frames - 1) * frame_stride + 1
     if isinstance(video, Tensor):
-        validate_video(video, name="video", batched=False, min_frames=span)
+        validate_video(video, name="video", batched=False, min_frames=span, guess_layout=True)
         total = video.shape[1]
     else:
+        _check_size(size)
         total = _frame_count(video)
         if total < span:
             raise ValueError(
@@ -246,9 +291,21 @@ def sample_clips(
     return clips.view(c, len(starts), num_frames, h, w).permute(1, 0, 2, 3, 4).contiguous()
 
 
+def _check_size(size: tuple[int, int] | None) -> None:
+    """``size`` is None or ``(H, W)`` with two positive ints."""
+    if size is None:
+        return
+    if not isinstance(size, (tuple, list)) or len(size) != 2:
+        raise ValueError(f"size must be None or (H, W), got {size!r}")
+    for value in size:
+        validate_positive_int(value, "size (H, W)")
+
+
 def _stats(
     video: Tensor, preset: str | None, mean: Sequence[float] | None, std: Sequence[float] | None
 ) -> tuple[Tensor, Tensor]:
+    if not isinstance(video, Tensor):
+        raise TypeError(f"video must be a torch.Tensor clip, got {type(video).__name__}")
     if video.dim() not in (4, 5):
         raise ValueError(
             f"video must be (C, T, H, W) or (N, C, T, H, W), got shape {tuple(video.shape)}"
@@ -257,12 +314,18 @@ def _stats(
         mean, std = normalization_stats(preset)
     if mean is None or std is None:
         raise ValueError("pass a preset or both mean and std")
+    if len(mean) != len(std):
+        raise ValueError(
+            f"mean and std must have one entry per channel, got {len(mean)} and {len(std)}"
+        )
+    if not all(math.isfinite(float(s)) and float(s) > 0 for s in std) or not all(
+        math.isfinite(float(m)) for m in mean
+    ):
+        raise ValueError(f"mean must be finite and std finite and > 0, got {mean} and {std}")
+    # uint8 clips are refused with their fix, and channels-last clips are named.
+    validate_video(video, name="video", channels=len(mean), batched=video.dim() == 5)
     c_dim = video.dim() - 4
     channels = video.shape[c_dim]
-    if len(mean) != channels or len(std) != channels:
-        raise ValueError(
-            f"mean/std have {len(mean)}/{len(std)} entries but the video has {channels} channels"
-        )
     shape = [1] * video.dim()
     shape[c_dim] = channels
     m = torch.tensor(mean, dtype=video.dtype, device=video.device).view(shape)
@@ -323,3 +386,45 @@ def denormalize_video(
     """
     m, s = _stats(video, preset, mean, std)
     return video * s + m
+
+
+def video_preprocessor(
+    preprocess: str | Callable[[Tensor], Tensor] | None, model: nn.Module | None = None
+) -> Callable[[Tensor], Tensor]:
+    """Turn a ``preprocess`` argument into the function applied to clips in ``[0, 1]``.
+
+    Args:
+        preprocess (str, callable or None): ``"auto"`` (the normalisation the architecture
+            registry knows for ``model``), a preset name of
+            :data:`~captum_video.registry.NORMALIZATION_PRESETS` (``"none"`` is the
+            identity), None (the identity), or a function ``x -> x'``.
+        model (nn.Module, optional): the model, for ``"auto"``. Default: None
+
+    Returns:
+        callable: ``clips -> model inputs``.
+
+    Raises:
+        ValueError: an unknown preset, or ``"auto"`` without a model.
+        TypeError: anything else that is not callable.
+
+    Example::
+
+        >>> from captum_video.models import C3DSmall
+        >>> prepare = video_preprocessor("auto", C3DSmall())   # raw [0, 1] clips
+        >>> prepare(torch.ones(1)).item()
+        1.0
+    """
+    if isinstance(preprocess, str) and preprocess == "auto":
+        if model is None:
+            raise ValueError("preprocess='auto' needs the model, to ask the registry")
+        preprocess = normalization_of(model)
+    if preprocess is None or preprocess == "none":
+        return lambda x: x
+    if isinstance(preprocess, str):
+        normalization_stats(preprocess)  # an unknown preset fails now, naming the presets
+        return lambda x: normalize_video(x, preprocess)
+    if not callable(preprocess):
+        raise TypeError(
+            f"preprocess must be 'auto', a preset name, None or a callable, got {preprocess!r}"
+        )
+    return preprocess

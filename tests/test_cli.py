@@ -57,6 +57,8 @@ def test_explain_real_video_with_torchvision_weights(tmp_path: Path) -> None:
             "r3d_18",
             "--weights",
             str(weights),
+            "--sampling",
+            "spread",
             "--frames",
             "8",
             "--size",
@@ -101,7 +103,8 @@ def test_explain_a_folder_in_batches_with_report_and_resume(tmp_path: Path) -> N
     for i in range(3):
         _write_avi(folder / f"clip{i}.avi", data[i][0])
     (folder / "notes.txt").write_text("not a video")
-    args = ["explain", "videos", "--method", "gradcam_tube", "saliency", "--batch-size", "2"]
+    args = ["explain", "videos", "--sampling", "spread", "--method", "gradcam_tube", "saliency"]
+    args += ["--batch-size", "2"]
     args += ["--shard-size", "2", "--float16", "--highlights", "1", "--quiet", "--out", "out"]
     result = _run(args, tmp_path)
     assert result.returncode == 0, result.stderr
@@ -125,3 +128,47 @@ def test_explain_a_folder_in_batches_with_report_and_resume(tmp_path: Path) -> N
     again = _run(args, tmp_path)
     assert again.returncode == 0, again.stderr
     assert "(0 computed now, 3 resumed)" in again.stdout
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--size", "0"],
+        ["--batch-size", "0"],
+        ["--shard-size", "-1"],
+        ["--stride", "-1"],
+        ["--clip-frames", "0"],
+        ["--workers", "-1"],
+        ["--highlights", "x"],
+        ["--fps", "inf"],
+        ["--fps", "0"],
+    ],
+)
+def test_bad_numbers_are_refused_by_the_parser(
+    option: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Observed: ``--size 0`` reached OpenCV and came back as its assertion text."""
+    from captum_video.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["explain", str(tmp_path), *option, "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option[0]}" in err and "OpenCV" not in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_labels_from_folders_needs_class_folders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Observed: a flat folder with --labels-from-folders raised a bare KeyError."""
+    from captum_video.cli import main
+
+    (tmp_path / "a.mp4").write_bytes(b"\x00" * 32)
+    code = main(
+        ["explain", str(tmp_path), "--labels-from-folders", "--sampling", "spread"]
+        + ["--out", str(tmp_path / "out")]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "labels_from_folders needs class folders" in err and str(tmp_path) in err

@@ -43,6 +43,8 @@ DOCUMENTED_MODULES = (
     "captum_video.datasets",
     "captum_video.models",
     "captum_video.explainers",
+    "captum_video.timeline",
+    "captum_video.stream",
     "captum_video.pipeline",
     "captum_video.video_folder",
     "captum_video.flow",

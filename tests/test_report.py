@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import TensorDataset
@@ -16,7 +17,8 @@ from captum_video.datasets import MovingShapes
 from captum_video.pipeline import explain_dataset
 from captum_video.pipeline.report import render_report, write_report
 from captum_video.pipeline.store import load_records
-from captum_video.pipeline.summary import reliance, summarize
+from captum_video.pipeline.summary import summarize
+from captum_video.pipeline.verdict import motion_verdict
 from tests.helpers import CHROMIUM_ARGS, chromium_path
 
 
@@ -90,14 +92,18 @@ def test_plain_words_state_the_verdict_with_its_numbers(
     freeze: float, verdict: str, headline: str
 ) -> None:
     peaked = [0.05, 0.05, 0.7, 0.1, 0.05, 0.05]
-    records = [_record(i, i % 2, i % 2 if i else 1, 0.9, freeze, peaked) for i in range(4)]
+    # 40 clips, 30 right: enough for the verdict's intervals to clear chance (0.5).
+    records = [_record(i, i % 2, i % 2 if i % 4 else 1 - i % 2, 0.9, freeze, peaked)
+               for i in range(40)]  # fmt: skip
     summary = summarize(records, _config())
-    assert summary["reliance"] == verdict
+    assert summary["reliance"] == verdict == summary["verdict"]["verdict"]
     page = render_report(summary, records, _config())
     assert headline in page
     numbers = _parse(page).numbers
     assert numbers["overall.accuracy"] == (repr(0.75), "75%")
-    assert numbers["overall.correct"][1] == "3"
+    assert numbers["overall.correct"][1] == "30"
+    assert numbers["verdict.clips"][1] == "40"
+    assert float(numbers["verdict.relative_drop"][0]) == pytest.approx(freeze / 0.9)
     assert float(numbers["overall.temporal_sensitivity.freeze"][0]) == pytest.approx(freeze)
     assert numbers["overall.frozen_probability"][1] == f"{0.9 - freeze:.2f}"
     assert numbers["overall.methods.m.spatial_bias_pct"][1] == "25%"
@@ -119,12 +125,45 @@ def test_flat_relevance_is_called_spread_and_unknowns_are_na() -> None:
     assert "<td>n/a</td>" in page
 
 
-def test_reliance_thresholds() -> None:
-    assert reliance({"freeze": 0.51}, 1.0) == "motion"
-    assert reliance({"freeze": 0.14}, 1.0) == "appearance"
-    assert reliance({"freeze": 0.2}, 0.4) == "both"
-    assert reliance({"shuffle": 0.9}, 1.0) is None
-    assert reliance({"freeze": None}, 1.0) is None
+def _verdict_records(drops: list[float], p: float = 0.9, right: int | None = None) -> list[dict]:
+    right = len(drops) if right is None else right
+    return [
+        {"target_probability": p, "temporal_sensitivity": {"freeze": d}, "label": 0,
+         "prediction": 0 if i < right else 1}
+        for i, d in enumerate(drops)
+    ]  # fmt: skip
+
+
+def test_verdict_needs_its_interval_clear_of_the_lines_and_of_chance() -> None:
+    rng = np.random.default_rng(0)
+    motion = motion_verdict(_verdict_records(list(0.8 + 0.05 * rng.standard_normal(30))), 4)
+    assert motion["verdict"] == "motion" and motion["interval"][0] > 0.5
+    still = motion_verdict(_verdict_records(list(0.01 * rng.standard_normal(30))), 4)
+    assert still["verdict"] == "appearance" and still["interval"][1] < 0.15
+    both = motion_verdict(_verdict_records([0.27] * 30), 4)
+    assert both["verdict"] == "both"
+    # few, scattered clips: the interval crosses 50 %
+    scattered = motion_verdict(_verdict_records([0.1, 0.9, 0.2, 0.8, 0.5]), 4)
+    assert scattered["verdict"] == "inconclusive" and "more clips" in scattered["reason"]
+    # a model near chance gets no verdict, however large its drops
+    chance = motion_verdict(_verdict_records([0.2] * 30, p=0.3, right=8), 4)
+    assert chance["verdict"] == "inconclusive" and chance["near_chance"]
+    assert "near chance" in chance["reason"]
+    # wording follows the sign: a probability that rose is not "a drop"
+    rose = motion_verdict(_verdict_records([-0.05] * 30), 4)
+    assert "raises the model's confidence by" in rose["reason"]
+    assert (
+        motion_verdict([{"target_probability": 0.9, "temporal_sensitivity": {}}], 4)["verdict"]
+        is None
+    )
+
+
+def test_report_says_rose_when_the_probability_rose() -> None:
+    peaked = [0.05, 0.05, 0.7, 0.1, 0.05, 0.05]
+    records = [_record(i, i % 2, i % 2, 0.6, -0.03, peaked) for i in range(40)]
+    page = render_report(summarize(records, _config()), records, _config())
+    assert "rose from" in page and "a rise of" in page and "fell from" not in page
+    assert "a drop of -" not in page
 
 
 def test_report_without_labels_masks_or_temporal_ops(tmp_path: Path) -> None:

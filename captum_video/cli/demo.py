@@ -139,13 +139,22 @@ def run_demo(out: Path, methods: Sequence[str] = DEMO_METHODS, seed: int = 0) ->
             relevance = torch.load(files[0], weights_only=False)["relevance"]
             written += files
             written.append(
-                write_video(relevance, out / f"demo_{method}.webm", fps=8, video=clip, scale=4)
+                write_video(
+                    relevance,
+                    out / f"demo_{method}.webm",
+                    fps=8,
+                    video=clip,
+                    scale=4,
+                    caption=f"{method} | predicted {info['prediction_label']!r}",
+                    times=[t / 8 for t in range(clip.shape[1])],
+                )
             )
             fig, _ = visualize_video_attr(
                 relevance,
                 clip,
                 frames=8,
                 use_pyplot=False,
+                show_colorbar=True,
                 title=f"{method}: target {info['target_label']!r}",
             )
             fig.savefig(out / f"demo_{method}.png", dpi=80)

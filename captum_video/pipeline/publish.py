@@ -13,10 +13,12 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torch.utils.tensorboard import SummaryWriter
 
+from captum_video.pipeline.failures import FAILURES_FILE, describe_failures
 from captum_video.pipeline.items import split_item
 from captum_video.pipeline.report import write_report
-from captum_video.pipeline.store import atomic_write, clear_merged, load_attribution, load_records
+from captum_video.pipeline.store import atomic_write, clear_merged, load_attribution
 from captum_video.pipeline.summary import pick_highlights, summarize, write_table
+from captum_video.pipeline.verify import verified_contents
 from captum_video.tensorboard import add_relevance_clip
 from captum_video.visualization import write_video
 
@@ -35,6 +37,11 @@ def merge(
 ) -> tuple[list[Path], Path | None]:
     """Merge every shard of ``out`` into the summary, table, exports, logs and report.
 
+    Every shard is checked first (:func:`~captum_video.pipeline.verify.verified_contents`):
+    a damaged, copied or foreign shard stops the merge with an error naming the file. The
+    clips that failed are written to ``failures.json`` (also when there are none) and listed
+    in the summary (``failures``, ``num_failures``) and the report.
+
     Args:
         out (Path): the run's folder, with all shards written.
         config (dict): the run's configuration.
@@ -49,23 +56,35 @@ def merge(
         tuple: the files written, and the report's path (or None).
 
     Raises:
-        RuntimeError: some clips are missing from the shards.
+        RuntimeError: some shards are missing.
+        DamagedShard: a shard does not verify (a ``ValueError``; the message names it).
+        ValueError: every clip failed (the failures are in ``failures.json``).
+
+    Example::
+
+        >>> files, report = merge(out, config, data, 4, ".gif", 8.0, True, True)
     """
-    records = load_records(out)
-    if len(records) != config["num_clips"]:
-        raise RuntimeError(
-            f"only {len(records)} of {config['num_clips']} clips are in the shards of {out}"
+    records, failures, _ = verified_contents(out, config)
+    atomic_write(out / FAILURES_FILE, json.dumps(failures, indent=2).encode())
+    if not records:
+        raise ValueError(
+            f"every clip failed ({len(failures)} of {config['num_clips']}): "
+            f"{describe_failures(failures)}; all are listed in {out / FAILURES_FILE}"
         )
     summary = summarize(records, config)
+    summary["num_failures"] = len(failures)
+    summary["failures"] = failures
     clear_merged(out)
     summary["highlights"] = pick_highlights(records, highlights)
-    summary["exports"] = _export_highlights(out, config, dataset, summary, clip_format, fps)
+    summary["exports"] = _export_highlights(
+        out, config, dataset, summary, clip_format, fps, _predicted_labels(records, config)
+    )
     if tensorboard:
         _log_tensorboard(out, config, dataset, records, summary, fps)
         summary["tensorboard"] = "tensorboard"
     atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
     write_table(out / "clips.csv", records, config)
-    files = [out / "summary.json", out / "clips.csv"]
+    files = [out / "summary.json", out / "clips.csv", out / FAILURES_FILE]
     files += [out / p for paths in summary["exports"].values() for p in paths.values()]
     report_path = None
     if report:
@@ -83,6 +102,19 @@ def _highlight_clips(
         yield index, clip, attrs
 
 
+def _predicted_labels(
+    records: Sequence[Mapping[str, Any]], config: Mapping[str, Any]
+) -> dict[int, str]:
+    """Clip index -> "predicted 'name' (p=0.93)", for captions."""
+    names = config.get("class_names")
+    labels = {}
+    for r in records:
+        cls = r["prediction"]
+        name = names[cls] if names and 0 <= cls < len(names) else str(cls)
+        labels[r["index"]] = f"predicted {name!r} (p={r['probability']:.2f})"
+    return labels
+
+
 def _export_highlights(
     out: Path,
     config: Mapping,
@@ -90,20 +122,26 @@ def _export_highlights(
     summary: Mapping,
     clip_format: str,
     fps: float,
+    labels: Mapping[int, str],
 ) -> dict[str, dict[str, str]]:
-    """Write the highlighted clips as videos; ``index -> method -> path relative to out``."""
+    """Write the highlighted clips as captioned videos (method, predicted class, frame and
+    time); ``index -> method -> path relative to out``."""
     exports: dict[str, dict[str, str]] = {}
     for index, clip, attrs in _highlight_clips(out, config, dataset, summary):
         scale = max(1, 128 // max(clip.shape[-2:]))
+        times = [t / fps for t in range(clip.shape[1])]
         exports[str(index)] = {}
         for name, attr in attrs.items():
             path = out / "clips" / f"clip-{index:05d}-{name}{clip_format}"
-            try:
-                written = write_video(attr, path, fps=fps, video=clip.clamp(0, 1), scale=scale)
-            except RuntimeError:  # no VP8/VP9 encoder in this OpenCV build
-                written = write_video(
-                    attr, path.with_suffix(".gif"), fps=fps, video=clip.clamp(0, 1), scale=scale
-                )
+            written = write_video(
+                attr,
+                path,
+                fps=fps,
+                video=clip.clamp(0, 1),
+                scale=scale,
+                caption=f"{name} | {labels.get(index, '')}",
+                times=times,
+            )
             exports[str(index)][name] = written.relative_to(out).as_posix()
     return exports
 

@@ -1,6 +1,7 @@
 r"""A self-contained HTML report of an explained data set, for two kinds of reader.
 
-The seed framework (survey 002, section 5) asks that explanations fit their reader: an analyst
+Hiley, Preece and Hicks ("Explainable Deep Learning for Video Recognition Tasks: A Framework
+& Recommendations", 2019, section 5) ask that explanations fit their reader: an analyst
 wants a plain statement of what the model used, a developer wants curves and tables.
 :func:`write_report` turns the output folder of :func:`captum_video.pipeline.explain_dataset`
 into one HTML file with
@@ -8,6 +9,8 @@ into one HTML file with
 - *In plain words*: how often the model was right, whether motion or appearance drove its
   decisions (temporal sensitivity as numbers, and the spatial bias of each explanation),
   which frames mattered, and whether the relevance fell on the deciding object;
+- *Clips that failed* (only when some did): each clip that could not be loaded or explained,
+  with the stage and the error (also in ``failures.json``);
 - *For experts*: relevance-over-time curves (overall and per class), per-class tables,
   temporal sensitivity per class, the highlighted clips (links to the exported videos and the
   TensorBoard logs), the per-clip table and the run's details.
@@ -39,7 +42,7 @@ def write_report(
     title: str | None = None,
     max_rows: int = 500,
 ) -> Path:
-    r"""Write the HTML report of an :func:`~captum_video.batch.explain_dataset` run.
+    r"""Write the HTML report of an :func:`~captum_video.pipeline.explain_dataset` run.
 
     Args:
         out_dir (str or PathLike): the run's folder (with ``run.json``, ``summary.json`` and
@@ -86,9 +89,11 @@ def render_report(
     r"""The report as an HTML string (see :func:`write_report`).
 
     Args:
-        summary (mapping): ``summary.json`` (:func:`captum_video.summary.summarize` plus the
-            ``highlights`` and ``exports`` of the merge).
-        records (sequence of dict): per-clip records (:func:`captum_video.shards.load_records`).
+        summary (mapping): ``summary.json``
+            (:func:`~captum_video.pipeline.summary.summarize` plus the ``highlights`` and
+            ``exports`` of the merge).
+        records (sequence of dict): per-clip records
+            (:func:`~captum_video.pipeline.store.load_records`).
         config (mapping): ``run.json``.
         manifests (sequence of dict, optional): shard manifests, for the run details.
         title (str, optional): the page title.
@@ -108,10 +113,13 @@ def render_report(
     body = [
         f"<h1>{esc(title)}</h1>",
         f'<p class="sub">{n} clips, {summary["num_frames"]} frames each; methods: '
-        f"{esc(', '.join(summary['methods']))}.</p>",
+        f"{esc(', '.join(summary['methods']))}"
+        + (f"; {len(summary['failures'])} clips failed" if summary.get("failures") else "")
+        + ".</p>",
         '<section id="plain"><h2>In plain words</h2>',
         *_plain_words(summary),
         "</section>",
+        *_failures(summary),
         '<section id="experts"><h2>For experts</h2>',
         *expert_sections(summary, records, config, manifests, max_rows),
         "</section>",
@@ -125,6 +133,28 @@ def render_report(
 
 
 # --------------------------------------------------------------------------- formatting
+
+
+def _failures(summary: Mapping[str, Any]) -> list[str]:
+    """The clips that could not be explained (none of the numbers above counts them)."""
+    failures = summary.get("failures") or []
+    if not failures:
+        return []
+    rows = "".join(
+        f'<tr data-index="{f["index"]}"><td>{f["index"]}</td><td class="l">{esc(f["name"])}</td>'
+        f'<td class="l">{esc(f["stage"])}</td><td class="l">{esc(f["error"])}</td>'
+        f'<td class="l">{esc(f["message"])}</td></tr>'
+        for f in failures
+    )
+    return [
+        '<section id="failures"><h2>Clips that failed</h2>',
+        f"<p>{num('num_failures', len(failures), 'int')} clips could not be loaded or "
+        "explained; the numbers above leave them out. A rerun on the same folder tries them "
+        'again (they are also in <a href="failures.json">failures.json</a>).</p>',
+        '<table id="failures-table"><thead><tr><th>#</th><th class="l">clip</th>'
+        '<th class="l">stage</th><th class="l">error</th><th class="l">message</th></tr>'
+        f"</thead><tbody>{rows}</tbody></table></section>",
+    ]
 
 
 def _plain_words(summary: Mapping[str, Any]) -> list[str]:
@@ -171,14 +201,45 @@ _VERDICTS = {
         "It loses part of its confidence without movement, but keeps much of it: how things "
         "look and how they move both count.",
     ),
+    "inconclusive": (
+        "These clips do not tell whether the model uses motion or appearance.",
+        "The evidence is not strong enough for a verdict:",
+    ),
 }
+
+
+def _change(before: float | None, after: float | None, drop: float | None) -> str:
+    """'fell from A to B: a drop of C' or 'rose from A to B: a rise of C', by the sign."""
+    if not (finite(before) and finite(after) and finite(drop)):
+        return "could not be compared"
+    assert before is not None and after is not None and drop is not None
+    verb, noun = ("fell", "drop") if drop >= 0 else ("rose", "rise")
+    return (
+        f"{verb} from {num('overall.target_probability', before)} to "
+        f"{num('overall.frozen_probability', after)} on average: a {noun} of "
+        f"{num('overall.temporal_sensitivity.freeze', abs(drop))}"
+    )
+
+
+def _evidence(evidence: Mapping[str, Any], meaning: str) -> str:
+    """The verdict's meaning, its reason, and the numbers behind it."""
+    low, high = evidence.get("interval") or [None, None]
+    share = num("verdict.relative_drop", evidence.get("relative_drop"), "pct")
+    return (
+        f"<p>{meaning} {esc(evidence.get('reason', ''))}. Share of the confidence lost per "
+        f"clip: {share} on average over {num('verdict.clips', evidence.get('clips'), 'int')} "
+        f"clips ({num('verdict.confidence', evidence.get('confidence'), 'pct')} interval "
+        f"{num('verdict.interval_low', low, 'pct')} to "
+        f"{num('verdict.interval_high', high, 'pct')}).</p>"
+    )
 
 
 def _motion_or_appearance(summary: Mapping[str, Any]) -> list[str]:
     overall = summary["overall"]
     temporal = overall["temporal_sensitivity"]
     parts = ['<div class="card" id="motion"><h3>Motion or appearance?</h3>']
-    verdict = summary.get("reliance")
+    evidence = summary.get("verdict") or {}
+    verdict = evidence.get("verdict")
     if verdict in _VERDICTS:
         headline, meaning = _VERDICTS[verdict]
         parts.append(f'<p class="verdict {verdict}" data-verdict="{verdict}">{headline}</p>')
@@ -188,19 +249,20 @@ def _motion_or_appearance(summary: Mapping[str, Any]) -> list[str]:
         after = p - drop if finite(p) and finite(drop) else None
         parts.append(
             "<p>When each clip was frozen into a still picture (its first frame shown "
-            "throughout), the model's probability for the explained class fell from "
-            f"{num('overall.target_probability', p)} to "
-            f"{num('overall.frozen_probability', after)} on average: a drop of "
-            f"{num('overall.temporal_sensitivity.freeze', drop)}."
+            f"throughout), the model's probability for the explained class "
+            f"{_change(p, after, drop)}."
         )
         if "shuffle" in temporal:
+            shuffled = temporal["shuffle"]
+            word = "rose" if finite(shuffled) and shuffled < 0 else "fell"
+            size = abs(shuffled) if finite(shuffled) else shuffled
             parts.append(
-                " With the frames shuffled into a random order it fell by "
-                f"{num('overall.temporal_sensitivity.shuffle', temporal['shuffle'])}."
+                f" With the frames shuffled into a random order it {word} by "
+                f"{num('overall.temporal_sensitivity.shuffle', size)}."
             )
         parts.append("</p>")
         if verdict in _VERDICTS:
-            parts.append(f"<p>{_VERDICTS[verdict][1]}</p>")
+            parts.append(_evidence(evidence, _VERDICTS[verdict][1]))
     elif "shuffle" in temporal:
         parts.append(
             "<p>With the frames shuffled into a random order, the model's probability for the "

@@ -1,8 +1,8 @@
 r"""Summaries of an explained data set: overall and per-class means, a plain verdict.
 
-Everything here works on the per-clip records of :func:`captum_video.shards.load_records`
-(plain dicts), so summaries can be recomputed from the shards alone, by rank 0 after a
-distributed run or by anyone later.
+Everything here works on the per-clip records of
+:func:`captum_video.pipeline.store.load_records` (plain dicts), so summaries can be
+recomputed from the shards alone, by rank 0 after a distributed run or by anyone later.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from captum_video.pipeline.store import FORMAT_VERSION, atomic_write
+from captum_video.pipeline.verdict import motion_verdict
 
-__all__ = ["summarize", "reliance", "pick_highlights", "write_table"]
+__all__ = ["summarize", "pick_highlights", "write_table"]
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -70,37 +71,22 @@ def _group_stats(records: Sequence[Mapping[str, Any]], config: Mapping[str, Any]
     return stats
 
 
-def reliance(temporal: Mapping[str, float | None], target_probability: float | None) -> str | None:
-    r"""Plain verdict on what drove the decisions: ``"motion"``, ``"appearance"`` or ``"both"``.
-
-    It compares the mean confidence lost when the clips are frozen (a still picture: same
-    appearance, no motion) with the mean confidence before: losing more than half of it means
-    motion drove the decisions, less than 15 % means appearance did, in between both did.
-
-    Args:
-        temporal (mapping): mean temporal sensitivity per operator (needs ``"freeze"``).
-        target_probability (float or None): mean probability of the explained class.
-
-    Returns:
-        str or None: the verdict; None without a freeze measurement.
-
-    Example::
-
-        >>> reliance({"freeze": 0.7}, 0.95)
-        'motion'
-    """
-    drop = temporal.get("freeze")
-    if drop is None or not target_probability:
-        return None
-    relative = drop / target_probability
-    return "motion" if relative > 0.5 else "appearance" if relative < 0.15 else "both"
+def _num_classes(records: Sequence[Mapping[str, Any]], names: Sequence[str] | None) -> int:
+    """The model's number of outputs: recorded per clip, else from the class names."""
+    recorded = [int(r["num_classes"]) for r in records if r.get("num_classes") is not None]
+    if recorded:
+        return max(recorded)
+    if names:
+        return len(names)
+    return 1 + max((c for r in records for c, _ in r.get("top5", [])), default=1)
 
 
 def summarize(records: Sequence[Mapping[str, Any]], config: Mapping[str, Any]) -> dict[str, Any]:
     r"""The data-set summary of a run: overall and per-class means of every per-clip metric.
 
     Args:
-        records (sequence of dict): per-clip records (:func:`~captum_video.shards.load_records`).
+        records (sequence of dict): per-clip records
+            (:func:`~captum_video.pipeline.store.load_records`).
         config (mapping): the run's configuration (``run.json``).
 
     Returns:
@@ -109,7 +95,10 @@ def summarize(records: Sequence[Mapping[str, Any]], config: Mapping[str, Any]) -
         ``probability``, ``target_probability``, ``temporal_sensitivity`` and per method the
         mean ``curve``, ``peak_frame``, ``core_frames`` (the shortest run of frames
         ``[start, stop)`` holding half the relevance), ``spatial_bias``, ``relevance_mass``),
-        ``reliance`` (:func:`reliance`). Frames are 0-based; undefined means are None.
+        ``verdict`` (:func:`~captum_video.pipeline.verdict.motion_verdict`: motion,
+        appearance, both or inconclusive, with its interval and reason) and ``reliance``
+        (the verdict's word). Frames are 0-based (``frame_numbering`` says so; the report
+        numbers them from 1); undefined means are None.
 
     Example::
 
@@ -126,6 +115,7 @@ def summarize(records: Sequence[Mapping[str, Any]], config: Mapping[str, Any]) -
         label = names[cls] if names and 0 <= cls < len(names) else str(cls)
         per_class.append({"class": cls, "class_name": label, **_group_stats(group, config)})
     overall = _group_stats(records, config)
+    verdict = motion_verdict(records, _num_classes(records, names))
     first = records[0]["methods"][config["methods"][0]]["curve"] if records else []
     return {
         "format": FORMAT_VERSION,
@@ -140,7 +130,9 @@ def summarize(records: Sequence[Mapping[str, Any]], config: Mapping[str, Any]) -
         ),
         "target": config["target"],
         "overall": overall,
-        "reliance": reliance(overall["temporal_sensitivity"], overall["target_probability"]),
+        "verdict": verdict,
+        "reliance": verdict["verdict"],
+        "frame_numbering": "indices from 0 (the report numbers frames from 1)",
         "per_class": per_class,
     }
 
@@ -153,7 +145,8 @@ def pick_highlights(records: Sequence[Mapping[str, Any]], k: int) -> list[int]:
     then the first clips by index until there are ``k``.
 
     Args:
-        records (sequence of dict): per-clip records (:func:`~captum_video.shards.load_records`).
+        records (sequence of dict): per-clip records
+            (:func:`~captum_video.pipeline.store.load_records`).
         k (int): how many.
 
     Returns:
