@@ -13,7 +13,7 @@ from captum.log import log_usage
 from torch import Tensor, nn
 
 from captum_video._model_state import in_eval_mode
-from captum_video._validation import resolve_target
+from captum_video._targets import resolve_target
 from captum_video.attr._attention import (
     HEAD_FUSIONS,
     fuse_heads,

@@ -30,12 +30,8 @@ from captum.log import log_usage
 from torch import Tensor, nn
 
 from captum_video._model_state import in_eval_mode, preserve_grad_requirements
-from captum_video._validation import (
-    format_video_inputs,
-    target_or_prediction,
-    validate_target,
-    validate_video,
-)
+from captum_video._targets import target_or_prediction, validate_target
+from captum_video._validation import format_video_inputs, validate_video
 from captum_video.registry import classifier_of
 from captum_video.relevance import ChannelReduction, reduce_channels, upsample_to_input
 

@@ -38,7 +38,8 @@ from torch import Tensor, nn
 
 from captum_video._memory import activation_bytes, chunk_size, default_budget
 from captum_video._model_state import in_eval_mode
-from captum_video._validation import format_video_inputs, target_or_prediction
+from captum_video._targets import target_or_prediction
+from captum_video._validation import format_video_inputs
 
 __all__ = ["SpatioTemporalSplit", "SpatioTemporalRelevance"]
 

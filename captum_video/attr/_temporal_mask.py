@@ -21,7 +21,8 @@ from captum.log import log_usage
 from torch import Tensor
 
 from captum_video._model_state import in_eval_mode
-from captum_video._validation import format_video_inputs, one_score_per_example, resolve_target
+from captum_video._targets import one_score_per_example, resolve_target
+from captum_video._validation import format_video_inputs
 from captum_video.baselines import freeze, freeze_soft, reverse_masked
 
 __all__ = ["TemporalMask"]

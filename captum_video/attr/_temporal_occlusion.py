@@ -28,7 +28,8 @@ from captum.log import log_usage
 from torch import Tensor
 
 from captum_video._model_state import in_eval_mode
-from captum_video._validation import format_video_inputs, one_score_per_example, resolve_target
+from captum_video._targets import one_score_per_example, resolve_target
+from captum_video._validation import format_video_inputs
 from captum_video.baselines import WINDOW_DEPENDENT_FILLS, baseline_fill, occlude_windows
 
 __all__ = ["TemporalOcclusion"]

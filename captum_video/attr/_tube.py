@@ -40,7 +40,8 @@ from captum.attr import LayerAttribution
 from torch import Tensor, nn
 
 from captum_video._model_state import evaluating, removing_hooks
-from captum_video._validation import format_video_inputs, resolve_target
+from captum_video._targets import resolve_target
+from captum_video._validation import format_video_inputs
 from captum_video.registry import (
     ReshapeFn,
     default_layer,
@@ -256,94 +257,72 @@ class TubeAttribution(LayerAttribution):
         (:func:`captum_video._model_state.evaluating`).
         """
         with evaluating(self.forward_func, f"{type(self).__name__}.attribute"):
-            return self._attribute_in_eval_mode(
-                inputs,
-                target,
+            is_tuple, formatted = format_video_inputs(inputs, model=self.forward_func)
+            if interpolate_mode not in _INTERPOLATE_MODES:
+                raise ValueError(
+                    f"interpolate_mode must be one of {_INTERPOLATE_MODES}, "
+                    f"got {interpolate_mode!r}"
+                )
+            output, leaves, captured = _run_and_capture(
+                self.forward_func,
+                self.layer,
+                formatted,
                 additional_forward_args,
-                relu_attributions,
-                interpolate,
-                interpolate_mode,
                 attribute_to_layer_input,
-                pathway=pathway,
-                **options,
+                track_grad=self.needs_gradient,
             )
-
-    def _attribute_in_eval_mode(
-        self,
-        inputs: Tensor | tuple[Tensor, ...],
-        target: TargetType,
-        additional_forward_args: Any,
-        relu_attributions: bool,
-        interpolate: bool,
-        interpolate_mode: str,
-        attribute_to_layer_input: bool,
-        *,
-        pathway: int | str | None = None,
-        **options: Any,
-    ) -> Tensor | tuple[Tensor, ...]:
-        is_tuple, formatted = format_video_inputs(inputs, model=self.forward_func)
-        if interpolate_mode not in _INTERPOLATE_MODES:
-            raise ValueError(
-                f"interpolate_mode must be one of {_INTERPOLATE_MODES}, got {interpolate_mode!r}"
-            )
-        output, leaves, captured = _run_and_capture(
-            self.forward_func,
-            self.layer,
-            formatted,
-            additional_forward_args,
-            attribute_to_layer_input,
-            track_grad=self.needs_gradient,
-        )
-        batch = int(formatted[0].shape[0])
-        acts = self._volumes(_replace_tensors(captured, [v.detach() for v in leaves]), batch)
-        if len(acts) > 1 and len(acts) != len(leaves):
-            raise ValueError(
-                f"the reshape gives {len(acts)} volumes from a layer output with {len(leaves)} "
-                "tensors; a multi-pathway reshape must give one volume per tensor, in order"
-            )
-        pathway = self._check_pathway(pathway, len(acts), interpolate)
-        target = resolve_target(output, target)
-        channels = tuple(int(a.shape[1]) for a in acts)
-        cams = []
-        for index, volume in enumerate(acts):
-            leaf = leaves[index] if len(acts) > 1 else leaves[0]
-            weights = self.channel_weights(
-                output,
-                target,
-                leaf,
-                captured,
-                volume,
-                pathway=index,
-                pathway_channels=channels,
-                **options,
-            )
-            cam = torch.sum(weights.to(volume.dtype) * volume, dim=1, keepdim=True)
-            cams.append(F.relu(cam) if relu_attributions else cam)
-        finest = max(acts, key=lambda a: int(a.shape[2]))
-        self._warn_if_coarse_in_time(finest, formatted, additional_forward_args)
-        if len(cams) == 1:
+            batch = int(formatted[0].shape[0])
+            acts = self._volumes(_replace_tensors(captured, [v.detach() for v in leaves]), batch)
+            if len(acts) > 1 and len(acts) != len(leaves):
+                raise ValueError(
+                    f"the reshape gives {len(acts)} volumes from a layer output with {len(leaves)} "
+                    "tensors; a multi-pathway reshape must give one volume per tensor, in order"
+                )
+            pathway = self._check_pathway(pathway, len(acts), interpolate)
+            target = resolve_target(output, target)
+            channels = tuple(int(a.shape[1]) for a in acts)
+            cams = []
+            for index, volume in enumerate(acts):
+                leaf = leaves[index] if len(acts) > 1 else leaves[0]
+                weights = self.channel_weights(
+                    output,
+                    target,
+                    leaf,
+                    captured,
+                    volume,
+                    pathway=index,
+                    pathway_channels=channels,
+                    **options,
+                )
+                cam = torch.sum(weights.to(volume.dtype) * volume, dim=1, keepdim=True)
+                cams.append(F.relu(cam) if relu_attributions else cam)
+            finest = max(acts, key=lambda a: int(a.shape[2]))
+            self._warn_if_coarse_in_time(finest, formatted, additional_forward_args)
+            if len(cams) == 1:
+                if not interpolate:
+                    return cams[0]
+                return _format_output(is_tuple, _upsample(cams[0], formatted, interpolate_mode))
+            if isinstance(pathway, int):
+                if not interpolate:
+                    return cams[pathway]
+                return _format_output(
+                    is_tuple, _upsample(cams[pathway], formatted, interpolate_mode)
+                )
             if not interpolate:
-                return cams[0]
-            return _format_output(is_tuple, _upsample(cams[0], formatted, interpolate_mode))
-        if isinstance(pathway, int):
-            if not interpolate:
-                return cams[pathway]
-            return _format_output(is_tuple, _upsample(cams[pathway], formatted, interpolate_mode))
-        if not interpolate:
-            return tuple(cams)  # one layer map per pathway, as Captum's layer methods
-        videos = [inp for inp in formatted if inp.dim() == 5]
-        if pathway is None and len(formatted) == len(cams) and len(videos) == len(cams):
-            maps = tuple(
-                _upsample(cam, (inp,), interpolate_mode)[0]
-                for cam, inp in zip(cams, formatted, strict=True)
-            )
-        else:
-            ups = [_upsample(cam, formatted, interpolate_mode) for cam in cams]
-            maps = tuple(
-                torch.stack([up[i] for up in ups]).sum(0) if inp.dim() == 5 else ups[0][i]
-                for i, inp in enumerate(formatted)
-            )
-        return _format_output(is_tuple, maps)
+                return tuple(cams)  # one layer map per pathway, as Captum's layer methods
+            videos = [inp for inp in formatted if inp.dim() == 5]
+            if pathway is None and len(formatted) == len(cams) and len(videos) == len(cams):
+                maps = tuple(
+                    _upsample(cam, (inp,), interpolate_mode)[0]
+                    for cam, inp in zip(cams, formatted, strict=True)
+                )
+            else:
+                ups = [_upsample(cam, formatted, interpolate_mode) for cam in cams]
+                maps = tuple(
+                    torch.stack([up[i] for up in ups]).sum(0) if inp.dim() == 5 else ups[0][i]
+                    for i, inp in enumerate(formatted)
+                )
+            return _format_output(is_tuple, maps)
 
     @staticmethod
     def _check_pathway(pathway: Any, count: int, interpolate: bool) -> int | str | None:

@@ -20,7 +20,8 @@ from captum._utils.common import _get_module_from_name
 from torch import Tensor, nn
 
 from captum_video._model_state import eval_mode_for, module_device
-from captum_video._validation import validate_target, validate_video
+from captum_video._targets import validate_target
+from captum_video._validation import validate_video
 from captum_video.concept._concept import VideoConcept, static_twin
 from captum_video.concept._significance import SignificanceResult
 from captum_video.concept._tcav import VideoTCAV, pool_activations

@@ -34,12 +34,8 @@ from captum.log import log_usage
 from torch import Tensor, nn
 
 from captum_video._model_state import in_eval_mode, module_device, preserve_grad_requirements
-from captum_video._validation import (
-    format_video_inputs,
-    model_num_outputs,
-    target_or_prediction,
-    validate_target,
-)
+from captum_video._targets import model_num_outputs, target_or_prediction, validate_target
+from captum_video._validation import format_video_inputs
 from captum_video.concept._cav_store import CAVStore
 from captum_video.concept._classifier import TorchLinearClassifier
 from captum_video.concept._pooling import (

@@ -15,7 +15,8 @@ from captum._utils.common import (
 )
 from torch import Tensor
 
-from captum_video._validation import validate_target, validate_video
+from captum_video._targets import validate_target
+from captum_video._validation import validate_video
 from captum_video.baselines import spatial_blur
 from captum_video.masks import cuboid_ids
 from captum_video.relevance import reduce_channels

@@ -21,7 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from captum_video._model_state import eval_mode_for
-from captum_video._validation import validate_finite, validate_target, validate_video
+from captum_video._targets import validate_target
+from captum_video._validation import validate_finite, validate_video
 
 __all__ = ["SanityResult", "randomization_sanity", "spearman_correlation"]
 

@@ -19,7 +19,8 @@ from captum._utils.typing import TargetType
 from torch import Tensor
 
 from captum_video._model_state import eval_mode_for
-from captum_video._validation import validate_target, validate_video
+from captum_video._targets import validate_target
+from captum_video._validation import validate_video
 from captum_video.baselines import get_perturbation
 
 __all__ = ["temporal_sensitivity"]

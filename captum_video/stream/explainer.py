@@ -37,9 +37,7 @@ import os
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -53,6 +51,7 @@ from captum_video.registry import class_names_of, input_size_of
 from captum_video.relevance import reduce_channels
 from captum_video.stream.outputs import OVERLAY_PIXELS, StreamOutputs
 from captum_video.stream.queues import WindowQueue
+from captum_video.stream.reader import Window, WindowReader
 from captum_video.stream.results import RunState, StreamSummary, WindowResult
 from captum_video.stream.sources import FrameSource, open_source
 
@@ -60,21 +59,9 @@ __all__ = ["POLICIES", "StreamExplainer", "explain_stream"]
 
 #: Real-time policies: what happens when windows come faster than they are explained.
 POLICIES = ("skip", "adapt")
-#: ``"adapt"`` keeps the window interval this much above the explanation time.
-ADAPT_HEADROOM = 1.15
 _END = object()  # end of a queue's items
 _POLL = 0.1  # seconds between checks of the stop flag while waiting
 _READER_GRACE = 2.0  # seconds a stopped reader gets to finish before the files are closed
-
-
-@dataclass
-class _Window:
-    index: int
-    start: int
-    frames: np.ndarray  # (T, H, W, 3) uint8
-    times: list[float]
-    arrival: float  # perf_counter when its last frame arrived
-    stride: int
 
 
 class StreamExplainer:
@@ -283,7 +270,7 @@ class StreamExplainer:
         )  # fmt: skip
         self.summary = summary
         state = RunState(summary, self.stride)
-        windows: WindowQueue[_Window] = WindowQueue(max(1, self.batch_size))
+        windows: WindowQueue[Window] = WindowQueue(max(1, self.batch_size))
         explained: queue.Queue[Any] = queue.Queue(maxsize=4)
         results: queue.Queue[Any] = queue.Queue(maxsize=4)
         outputs = None
@@ -305,7 +292,7 @@ class StreamExplainer:
             raise
         state.started = time.perf_counter()
         threads = [
-            threading.Thread(target=self._read, args=(source, realtime, windows, state),
+            threading.Thread(target=self._reader().run, args=(source, realtime, windows, state),
                              name="stream-reader"),
             threading.Thread(target=self._explain_windows, args=(windows, explained, state),
                              name="stream-explainer"),
@@ -338,6 +325,14 @@ class StreamExplainer:
         if state.errors:
             raise state.errors[0]
 
+    def _reader(self) -> WindowReader:
+        def note_end() -> None:
+            if self._reason is None:
+                self._reason = "end of source"
+
+        return WindowReader(self.clip_frames, self.size, self.stride, self.policy,  # type: ignore[arg-type]
+                            self.duration, self._stop, self.stop, note_end)  # fmt: skip
+
     def _warm_up(self, state: RunState) -> None:
         height, width = self.size
         blank = torch.zeros(1, 3, self.clip_frames, height, width, device=module_device(self.model))
@@ -357,83 +352,8 @@ class StreamExplainer:
         relevance = self.explain_fn(x, target).detach()
         return probs, reduce_channels(relevance.float())[:, 0].cpu()
 
-    def _read(
-        self, source: FrameSource, realtime: bool, windows: WindowQueue[_Window], state: RunState
-    ) -> None:
-        summary = state.summary
-        ring: deque[np.ndarray] = deque(maxlen=self.clip_frames)
-        times: deque[float] = deque(maxlen=self.clip_frames)
-        next_start, last_start = 0, None
-        first_time, previous_time = None, None
-        main = threading.main_thread()
-        try:
-            for frame in source.frames(self.size, realtime, self._stop):  # type: ignore[arg-type]
-                if not main.is_alive():  # the program is ending without closing the stream
-                    self.stop("main thread ended")
-                if self._stop.is_set():
-                    break
-                if first_time is None:
-                    first_time = frame.time
-                if self.duration is not None and frame.time - first_time >= self.duration:
-                    self.stop("duration")
-                    break
-                if previous_time is not None and frame.time > previous_time:
-                    state.note_interval(frame.time - previous_time)
-                previous_time = frame.time
-                ring.append(frame.image)
-                times.append(frame.time)
-                summary.frames_read += 1
-                start = frame.index - self.clip_frames + 1
-                if start >= next_start:
-                    stride = self._stride_now(state, realtime, source)
-                    self._submit(_Window(summary.windows_formed, start, np.stack(ring),
-                                         list(times), frame.arrival, stride),
-                                 windows, realtime, state)  # fmt: skip
-                    next_start, last_start = start + stride, start
-            else:
-                # Explaining every window of a finite source, one more ends at its last frame
-                # (as in explain_video); a real-time stream simply ends.
-                total = summary.frames_read
-                if (not realtime and not self._stop.is_set() and total >= self.clip_frames
-                        and (last_start or 0) + self.clip_frames < total):  # fmt: skip
-                    self._submit(_Window(summary.windows_formed, total - self.clip_frames,
-                                         np.stack(ring), list(times), time.perf_counter(),
-                                         self.stride),
-                                 windows, realtime, state)  # fmt: skip
-                if self._reason is None:  # the windows still waiting are explained
-                    self._reason = "end of source"
-        except BaseException as err:  # noqa: BLE001 - handed to the main thread
-            state.errors.append(err)
-            self.stop("error")
-        finally:
-            source.close()
-            state.add_stage("read", source.busy_seconds)
-            windows.close()
-
-    def _stride_now(self, state: RunState, realtime: bool, source: FrameSource) -> int:
-        """The stride after the window being formed: the policy's, in real time."""
-        stride = self.stride
-        if realtime and self.policy == "adapt" and state.service > 0:
-            rate = state.frame_rate() or source.fps
-            if rate:
-                stride = max(stride, math.ceil(ADAPT_HEADROOM * state.service * rate))
-        summary = state.summary
-        summary.stride_last, summary.stride_max = stride, max(summary.stride_max, stride)
-        return stride
-
-    def _submit(
-        self, window: _Window, windows: WindowQueue[_Window], realtime: bool, state: RunState
-    ) -> None:
-        state.summary.windows_formed += 1
-        lost = windows.put(window, drop_oldest=realtime, stop=self._stop)
-        with state.lock:
-            if realtime:
-                state.summary.windows_skipped += len(lost)
-            else:
-                state.summary.windows_dropped_at_stop += len(lost)
-
     def _explain_windows(
-        self, windows: WindowQueue[_Window], explained: queue.Queue[Any], state: RunState
+        self, windows: WindowQueue[Window], explained: queue.Queue[Any], state: RunState
     ) -> None:
         summary = state.summary
         device = module_device(self.model)
@@ -484,7 +404,7 @@ class StreamExplainer:
             explained.put(_END)
 
     def _result(
-        self, window: _Window, probs: Tensor, relevance: Tensor, ready: float, seconds: float
+        self, window: Window, probs: Tensor, relevance: Tensor, ready: float, seconds: float
     ) -> WindowResult:
         probability, prediction = (float(v) for v in probs.max(0))
         cls = int(prediction)

@@ -26,7 +26,8 @@ from captum.log import log_usage
 from torch import Tensor, nn
 
 from captum_video._model_state import in_eval_mode, removing_hooks
-from captum_video._validation import format_video_inputs, resolve_target
+from captum_video._targets import resolve_target
+from captum_video._validation import format_video_inputs
 from captum_video.attr._lrp.canonizers import canonized
 from captum_video.attr._lrp.composites import COMPOSITES, Composite
 from captum_video.attr._lrp.rules import _WEIGHTED, VideoLRPRule, ZBRule
