@@ -1,0 +1,18 @@
+"""Explanation by example: which training clips made a video model decide as it did."""
+
+from captum_video.influence.checkpoints import CheckpointLoader, find_checkpoints
+from captum_video.influence.data import ClipLabelDataset, as_clip_label_dataset
+from captum_video.influence.render import influence_frames, render_influence
+from captum_video.influence.tracin import METHODS, InfluentialClips, VideoTracIn
+
+__all__ = [
+    "VideoTracIn",
+    "InfluentialClips",
+    "METHODS",
+    "ClipLabelDataset",
+    "as_clip_label_dataset",
+    "CheckpointLoader",
+    "find_checkpoints",
+    "influence_frames",
+    "render_influence",
+]
