@@ -8,6 +8,8 @@ and ``captum-video demo`` run with no download. Rebuild them with::
     python -m captum_video.models --train --variant appearance
     python -m captum_video.models --train --variant mixed
     python -m captum_video.models --train --variant motion --arch video_transformer_small
+    python -m captum_video.models --train --variant motion --arch two_stream_small
+    python -m captum_video.models --train --variant appearance --arch two_stream_small
 
 Models of other families (torchvision, with weights from a local file) are built by
 :func:`captum_video.registry.load_model`.
@@ -23,11 +25,21 @@ from captum_video.models.demo import (
 from captum_video.models.r2plus1d import BasicBlock, Conv2Plus1D, R2Plus1DSmall
 from captum_video.models.training import evaluate, train_demo_model
 from captum_video.models.transformer import VideoTransformerSmall
+from captum_video.models.two_stream import (
+    FLOW_SCALE,
+    FrameStream,
+    TwoStreamSmall,
+    two_stream_inputs,
+)
 
 __all__ = [
     "C3DSmall",
     "R2Plus1DSmall",
     "VideoTransformerSmall",
+    "TwoStreamSmall",
+    "FrameStream",
+    "two_stream_inputs",
+    "FLOW_SCALE",
     "BasicBlock",
     "Conv2Plus1D",
     "DEMO_VARIANTS",

@@ -12,6 +12,7 @@ from torch import nn
 from captum_video.models.c3d import C3DSmall
 from captum_video.models.r2plus1d import R2Plus1DSmall
 from captum_video.models.transformer import VideoTransformerSmall
+from captum_video.models.two_stream import TwoStreamSmall
 
 __all__ = [
     "ARCHITECTURES",
@@ -19,6 +20,7 @@ __all__ = [
     "DEMO_NAMES",
     "DEMO_SIZE",
     "DEMO_VARIANTS",
+    "TWO_STREAM_ARCHITECTURES",
     "demo_checkpoint_path",
     "demo_model_info",
     "load_demo_model",
@@ -35,11 +37,22 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "c3d_small": C3DSmall,
     "r2plus1d_small": R2Plus1DSmall,
     "video_transformer_small": VideoTransformerSmall,
+    "two_stream_small": TwoStreamSmall,
 }
 #: File-name stem of an architecture's bundled checkpoints, ``<stem>_<variant>.pt``.
-CHECKPOINT_STEMS = {"video_transformer_small": "demo_transformer"}
+CHECKPOINT_STEMS = {
+    "video_transformer_small": "demo_transformer",
+    "two_stream_small": "demo_two_stream",
+}
 #: Bundled demo models of other architectures, by name: name -> (architecture, variant).
-DEMO_NAMES: dict[str, tuple[str, str]] = {"transformer": ("video_transformer_small", "motion")}
+DEMO_NAMES: dict[str, tuple[str, str]] = {
+    "transformer": ("video_transformer_small", "motion"),
+    "two_stream_motion": ("two_stream_small", "motion"),
+    "two_stream_appearance": ("two_stream_small", "appearance"),
+}
+#: Architectures whose forward takes ``(rgb, flow)``
+#: (:func:`~captum_video.models.two_stream.two_stream_inputs` builds them from a clip).
+TWO_STREAM_ARCHITECTURES = ("two_stream_small",)
 
 
 def demo_checkpoint_path(variant: str = "motion", arch: str = "c3d_small") -> Path:
@@ -47,7 +60,8 @@ def demo_checkpoint_path(variant: str = "motion", arch: str = "c3d_small") -> Pa
 
     Args:
         variant (str, optional): ``"motion"``, ``"appearance"`` or ``"mixed"``, or a name of
-            :data:`DEMO_NAMES` (``"transformer"``: the video transformer on ``"motion"``).
+            :data:`DEMO_NAMES` (``"transformer"``: the video transformer on ``"motion"``;
+            ``"two_stream_motion"`` / ``"two_stream_appearance"``: the two-stream model).
             Default: ``"motion"``
         arch (str, optional): the architecture (``"video_transformer_small"`` has its own
             files, ``demo_transformer_<variant>.pt``). Default: ``"c3d_small"``
@@ -70,14 +84,18 @@ def load_demo_model(variant: str = "motion", device: str | torch.device | None =
 
     The model is a :class:`C3DSmall` trained on ``MovingShapes(variant)`` clips of
     ``3 x 16 x 32 x 32`` in ``[0, 1]`` (``"transformer"``: a
-    :class:`~captum_video.models.VideoTransformerSmall` trained on ``"motion"``); the
-    checkpoint's metadata (classes, clip size, held-out accuracy, training command) is
+    :class:`~captum_video.models.VideoTransformerSmall` trained on ``"motion"``;
+    ``"two_stream_motion"`` and ``"two_stream_appearance"``: a
+    :class:`~captum_video.models.TwoStreamSmall` whose ``forward(rgb, flow)`` takes the pair
+    :func:`~captum_video.models.two_stream_inputs` builds from a clip); the checkpoint's
+    metadata (classes, clip size, held-out accuracy, training command) is
     attached as ``model.demo_info``.
 
     Args:
         variant (str, optional): ``"motion"`` (label = direction of motion),
-            ``"appearance"`` (label = colour), ``"mixed"`` (colour x direction) or
-            ``"transformer"``. Default: ``"motion"``
+            ``"appearance"`` (label = colour), ``"mixed"`` (colour x direction),
+            ``"transformer"``, ``"two_stream_motion"`` or ``"two_stream_appearance"``.
+            Default: ``"motion"``
         device (str or torch.device, optional): where to put the model. Default: CPU
 
     Returns:
@@ -102,7 +120,7 @@ def demo_model_info(variant: str = "motion") -> dict[str, Any]:
     """Metadata of a bundled demo checkpoint: classes, clip size, held-out accuracy, command.
 
     Args:
-        variant (str, optional): ``"motion"`` or ``"appearance"``. Default: ``"motion"``
+        variant (str, optional): a name :func:`load_demo_model` accepts. Default: ``"motion"``
 
     Returns:
         dict: everything in the checkpoint except the weights.

@@ -6,7 +6,9 @@ like torchvision's ``r2plus1d_18`` (its residual blocks share the
 forward of torchvision's ``BasicBlock``). The names ``demo``, ``demo-motion``, ``demo-appearance``
 and ``demo-mixed`` load the bundled checkpoints. ``VideoTransformerSmall`` is the bundled demo
 transformer (``demo-transformer``, trained on the motion variant): a class token and joint
-space-time attention over a time-major tubelet grid.
+space-time attention over a time-major tubelet grid. ``TwoStreamSmall`` (the two-stream demo
+models, ``load_demo_model("two_stream_motion")``) takes two inputs, ``forward(rgb, flow)``: it
+has no name here, because the command line feeds one clip to a model.
 """
 
 from __future__ import annotations
@@ -16,7 +18,13 @@ from typing import Any
 
 from torch import nn
 
-from captum_video.models import C3DSmall, R2Plus1DSmall, VideoTransformerSmall, load_demo_model
+from captum_video.models import (
+    C3DSmall,
+    R2Plus1DSmall,
+    TwoStreamSmall,
+    VideoTransformerSmall,
+    load_demo_model,
+)
 from captum_video.models.r2plus1d import BasicBlock
 from captum_video.registry._family import ModelFamily, register_family
 from captum_video.registry.attention import AttentionLayout, AttentionStep, Tokens
@@ -109,5 +117,25 @@ DEMO_TRANSFORMER = register_family(
         min_frames=_transformer_frames,
         input_size=_transformer_size,
         attention=_transformer_attention,
+    )
+)
+
+
+DEMO_TWO_STREAM = register_family(
+    ModelFamily(
+        name="captum-video-demo-two-stream",
+        model_types=(TwoStreamSmall,),
+        # Two inputs, one clip per stream: (rgb (N, 3, T, H, W), flow (N, 2, T, H, W)), each
+        # NCTHW, passed as separate arguments like the SlowFast adapter's (slow, fast).
+        layout="pathways",
+        # The flow stream is the one that keeps fewer frames (4 of 16); its layer is the
+        # default because the motion stream is what a two-stream explanation is usually for.
+        # Explain the appearance stream with model.rgb.layer3. No single head: each stream has
+        # its own (rgb.fc, flow.fc), so SaliencyTube must be given the one of its layer.
+        default_layer="flow.layer3",
+        class_names=_demo_classes,
+        # The flow stream pools time twice (C3DSmall), so at least 4 frames.
+        min_frames=4,
+        input_size=(16, 32, 32),
     )
 )
