@@ -35,6 +35,10 @@ SPEED_BENCHMARKS = (
     "memory",
     "timeline",
     "stream",
+    "units",
+    "influence",
+    "stability",
+    "two_stream",
 )
 DEFAULT_OUT = Path(__file__).with_name("results")
 

@@ -22,6 +22,7 @@ failures of the 741-input audit (they failed on the code before the shared check
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import inspect
 import json
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from captum.attr import NoiseTunnel, Saliency
+from captum.attr import FeatureAblation, Lime, NoiseTunnel, Saliency
 from torch import nn
 
 from captum_video import (
@@ -47,6 +48,7 @@ from captum_video import (
     datasets,
     explainers,
     flow,
+    influence,
     io,
     masks,
     metrics,
@@ -54,6 +56,7 @@ from captum_video import (
     registry,
     relevance,
     tensorboard,
+    units,
     video_folder,
     visualization,
 )
@@ -77,11 +80,20 @@ MODULES = {
     "explainers": explainers,
     "pipeline": pipeline,
     "video_folder": video_folder,
+    "units": units,
+    "influence": influence,
 }
 
 #: Public names without rows, and why: nothing a caller passes can be bad.
 EXEMPT = {
     # constants
+    "units.COLOR_CORRELATION_SVD_SQRT": "constant",
+    "influence.METHODS": "constant",
+    # result types
+    "influence.InfluentialClips": "result dataclass of VideoTracIn",
+    "metrics.SeedStability": "result named tuple",
+    "metrics.RoarResult": "result dataclass of remove_and_retrain",
+    "metrics.StreamAblation": "result named tuple of stream_ablation",
     "attr.COMPOSITES": "constant: the composites by name",
     "baselines.FILLS": "constant",
     "baselines.WINDOW_DEPENDENT_FILLS": "constant",
@@ -1285,6 +1297,447 @@ COUNTS = {"tried": 0, "clear error": 0, "other": 0}
 OTHER: list[str] = []
 
 
+# -- units (activation maximisation as clips) -----------------------------------------------
+
+U = units
+rows("units.ClipVisualization", "model", not_callable=lambda c: U.ClipVisualization("model"))
+rows(
+    "units.ClipVisualization",
+    "layer",
+    unknown_layer=lambda c: U.ClipVisualization(c.model).optimize(layer="layer9", channel=0),
+    foreign_module=lambda c: U.ClipVisualization(c.model).optimize(layer=c.bn.conv, channel=0),
+)
+rows(
+    "units.ClipVisualization",
+    "channel",
+    channel_out_of_range=lambda c: U.ClipVisualization(c.model).optimize(
+        layer="layer3", channel=32
+    ),
+    negative_channel=lambda c: U.ClipVisualization(c.model).optimize(layer="layer3", channel=-1),
+    float_channel=lambda c: U.ClipVisualization(c.model).optimize(layer="layer3", channel=1.5),
+)
+rows(
+    "units.ClipVisualization",
+    "target",
+    target_out_of_range=lambda c: U.ClipVisualization(c.model).optimize(target=4),
+    float_target=lambda c: U.ClipVisualization(c.model).optimize(target=0.5),
+    no_unit=lambda c: U.ClipVisualization(c.model).optimize(),
+)
+rows(
+    "units.ClipVisualization",
+    "neuron",
+    neuron_outside=lambda c: U.ClipVisualization(c.model).optimize(
+        layer="layer3", channel=0, neuron=(0, 0, 9)
+    ),
+)
+rows(
+    "units.ClipVisualization",
+    "clip_size",
+    short_clip=lambda c: U.ClipVisualization(c.model).optimize(target=0, clip_size=(2, S, S)),
+    two_dims=lambda c: U.ClipVisualization(c.model).optimize(target=0, clip_size=(S, S)),
+)
+rows(
+    "units.ClipVisualization",
+    "n_steps|lr|temporal_tv",
+    zero_steps=lambda c: U.ClipVisualization(c.model).optimize(target=0, n_steps=0),
+    negative_lr=lambda c: U.ClipVisualization(c.model).optimize(target=0, lr=-0.1),
+    nan_tv=lambda c: U.ClipVisualization(c.model).optimize(target=0, temporal_tv=float("nan")),
+)
+rows(
+    "units.ClipVisualization",
+    "clips",
+    objective_uint8=lambda c: U.ClipVisualization(c.model).objective(c.u8, target=0),
+    objective_channels_last=lambda c: U.ClipVisualization(c.model).objective(c.cl(), target=0),
+    objective_nan=lambda c: U.ClipVisualization(c.model).objective(c.inf_clip, target=0),
+)
+rows(
+    "units.FourierClip",
+    "num_clips|clip_size|decay_power",
+    zero_clips=lambda c: U.FourierClip(0, (T, S, S)),
+    bad_size=lambda c: U.FourierClip(1, (T, S)),
+    negative_decay=lambda c: U.FourierClip(1, (T, S, S), decay_power=-1.0),
+)
+rows("units.SpatialJitter", "pixels", negative=lambda c: U.SpatialJitter(-1))
+rows("units.SpatialJitter", "clips", four_d=lambda c: U.SpatialJitter(1)(c.video, _g()))
+rows("units.TemporalJitter", "frames", float_frames=lambda c: U.TemporalJitter(1.5))
+rows("units.TemporalJitter", "generator", no_generator=lambda c: U.TemporalJitter(1)(c.clip, 0))
+rows(
+    "units.RandomScale",
+    "scales",
+    zero=lambda c: U.RandomScale((0.0,)),
+    text=lambda c: U.RandomScale("1"),
+)
+rows("units.standard_transforms", "pixels|frames", negative=lambda c: U.standard_transforms(-1))
+rows(
+    "units.apply_transforms",
+    "clips|transforms",
+    uint8=lambda c: U.apply_transforms(c.u8, [], _g()),
+    not_callable=lambda c: U.apply_transforms(c.clip, [1], _g()),
+)
+rows("units.spatial_total_variation", "clips", four_d=lambda c: U.spatial_total_variation(c.video))
+rows(
+    "units.temporal_total_variation",
+    "clips",
+    one_frame=lambda c: U.temporal_total_variation(c.clip[:, :, :1]),
+)
+rows(
+    "units.clip_grid",
+    "clips|ncols",
+    grey=lambda c: U.clip_grid(c.rel1),
+    zero_cols=lambda c: U.clip_grid(c.clips, ncols=0),
+)
+rows(
+    "units.write_unit_clips",
+    "clips|names|suffix|format",
+    uint8=lambda c: U.write_unit_clips(c.u8, c.tmp / "units"),
+    one_name=lambda c: U.write_unit_clips(c.clips, c.tmp / "units", names=["a"]),
+    suffix=lambda c: U.write_unit_clips(c.clips, c.tmp / "units", suffix=".png"),
+)
+rows(
+    "units.add_unit_clips",
+    "clips|attributions|fps",
+    nan=lambda c: U.add_unit_clips(_NoWriter(), "u", c.inf_clip),
+    attributions=lambda c: U.add_unit_clips(_NoWriter(), "u", c.clips, attributions=c.rel),
+    fps=lambda c: U.add_unit_clips(_NoWriter(), "u", c.clips, fps=0),
+)
+
+
+def _g() -> torch.Generator:
+    return torch.Generator().manual_seed(0)
+
+
+class _NoWriter:
+    """A writer that must never be reached: every row fails before writing."""
+
+    def add_summary(self, *args: Any) -> None:
+        raise AssertionError("wrote despite bad input")
+
+
+# -- stable perturbation methods, stability, two-stream models --------------------------------
+
+rows(
+    "attr.AggregatedPerturbation",
+    r"inputs",
+    channels_last=lambda c: attr.AggregatedPerturbation(FeatureAblation(c.model)).attribute(
+        c.cl(), target=0
+    ),
+    too_short=lambda c: attr.AggregatedPerturbation(FeatureAblation(c.model)).attribute(
+        c.clip[:, :, :3], target=0
+    ),
+)
+rows(
+    "attr.AggregatedPerturbation",
+    r"n_runs|n_samples|mask|method",
+    zero_runs=lambda c: attr.AggregatedPerturbation(Lime(c.model), n_runs=0),
+    budget_below_runs=lambda c: attr.AggregatedPerturbation(Lime(c.model), n_runs=4).attribute(
+        c.clip, target=0, n_samples=2
+    ),
+    bad_cell=lambda c: attr.AggregatedPerturbation(Lime(c.model), mask=(4, 0, 8)),
+    not_perturbation=lambda c: attr.AggregatedPerturbation(Saliency(c.model)),
+)
+rows(
+    "attr.AggregatedPerturbation",
+    r"target",
+    float_target=lambda c: attr.AggregatedPerturbation(
+        FeatureAblation(c.model), mask=(4, 8, 8)
+    ).attribute(c.clip, target=0.5),
+    out_of_range=lambda c: attr.AggregatedPerturbation(
+        FeatureAblation(c.model), mask=(4, 8, 8)
+    ).attribute(c.clip, target=9),
+)
+rows(
+    "metrics.seed_stability",
+    r"seeds",
+    one_seed=lambda c: metrics.seed_stability(lambda x, t: x, c.clip, seeds=[0]),
+)
+rows(
+    "metrics.seed_stability",
+    r"inputs",
+    channels_last=lambda c: metrics.seed_stability(lambda x, t: x, c.cl(), seeds=[0, 1]),
+)
+rows(
+    "metrics.seed_stability",
+    r"explain",
+    not_callable=lambda c: metrics.seed_stability(3, c.clip),
+)
+rows(
+    "metrics.rank_stability",
+    r"maps",
+    one_run=lambda c: metrics.rank_stability(c.rel[None]),
+    nan=lambda c: metrics.rank_stability(torch.stack([c.nan_rel, c.rel])),
+    not_tensor=lambda c: metrics.rank_stability("maps"),
+)
+
+
+@functools.cache
+def _two_stream() -> nn.Module:
+    return load_demo_model("two_stream_motion")
+
+
+def _pair(c: Ctx) -> tuple[torch.Tensor, torch.Tensor]:
+    return (c.clip, c.clip[:, :2])  # (rgb, flow) of the fixture clip
+
+
+rows(
+    "metrics.stream_relevance_shares",
+    r"attributions",
+    one_tensor=lambda c: metrics.stream_relevance_shares(c.rel),
+    batch_mismatch=lambda c: metrics.stream_relevance_shares((c.rel, c.clips)),
+    nan=lambda c: metrics.stream_relevance_shares((c.rel, c.nan_rel)),
+    uint8=lambda c: metrics.stream_relevance_shares((c.rel, c.u8)),
+)
+rows(
+    "metrics.stream_relevance_shares",
+    r"mode|reduction",
+    bad_mode=lambda c: metrics.stream_relevance_shares((c.rel, c.rel), mode="signed"),
+    bad_reduction=lambda c: metrics.stream_relevance_shares((c.rel, c.rel), reduction="max"),
+)
+rows(
+    "metrics.stream_ablation",
+    r"inputs",
+    one_tensor=lambda c: metrics.stream_ablation(_two_stream(), c.clip),
+    inf=lambda c: metrics.stream_ablation(_two_stream(), (c.inf_clip, c.clip[:, :2])),
+    batch_mismatch=lambda c: metrics.stream_ablation(_two_stream(), (c.clip, c.clips[:, :2])),
+)
+rows(
+    "metrics.stream_ablation",
+    r"replace",
+    unknown=lambda c: metrics.stream_ablation(_two_stream(), _pair(c), replace="noise"),
+    wrong_count=lambda c: metrics.stream_ablation(_two_stream(), _pair(c), replace=(0.0,)),
+    not_broadcast=lambda c: metrics.stream_ablation(
+        _two_stream(), _pair(c), replace=(torch.zeros(5), 0.0)
+    ),
+)
+rows(
+    "metrics.stream_ablation",
+    r"target",
+    out_of_range=lambda c: metrics.stream_ablation(_two_stream(), _pair(c), target=7),
+    float_target=lambda c: metrics.stream_ablation(_two_stream(), _pair(c), target=1.5),
+)
+rows(
+    "visualization.flow_relevance_frames",
+    r"flow",
+    time_first=lambda c: visualization.flow_relevance_frames(
+        c.video[:2].permute(1, 0, 2, 3), c.rel
+    ),
+    inf=lambda c: visualization.flow_relevance_frames(c.video[:2] * math.inf, c.rel),
+)
+rows(
+    "visualization.flow_relevance_frames",
+    r"relevance",
+    shape=lambda c: visualization.flow_relevance_frames(c.video[:2], c.rel[:, :, :4]),
+    nan=lambda c: visualization.flow_relevance_frames(c.video[:2], c.nan_rel),
+)
+rows(
+    "visualization.flow_relevance_frames",
+    r"sign|style|scale|video",
+    sign_all=lambda c: visualization.flow_relevance_frames(c.video[:2], c.rel, sign="all"),
+    bad_style=lambda c: visualization.flow_relevance_frames(c.video[:2], c.rel, style="quiver"),
+    zero_scale=lambda c: visualization.flow_relevance_frames(c.video[:2], c.rel, scale=0),
+    video_range=lambda c: visualization.flow_relevance_frames(
+        c.video[:2], c.rel, video=c.video * 3
+    ),
+)
+rows(
+    "visualization.write_flow_overlay",
+    r"format",
+    bad_suffix=lambda c: visualization.write_flow_overlay(c.tmp / "x.mp3", c.video[:2], c.rel),
+)
+
+
+# -- influence (explanation by example) ---------------------------------------------------------
+
+
+def _influence_ckpt(c: Ctx, model: nn.Module | None = None) -> Path:
+    """One checkpoint (the model's own weights) for the TracIn rows."""
+    model = c.model if model is None else model
+    path = c.tmp / f"influence_{type(model).__name__}.pt"
+    if not path.exists():
+        torch.save(model.state_dict(), path)
+    return path
+
+
+def _tracin(c: Ctx) -> Any:
+    return influence.VideoTracIn(c.model, (c.clips, torch.tensor([0, 1])), _influence_ckpt(c))
+
+
+rows(
+    "influence.VideoTracIn",
+    r"checkpoints",
+    no_checkpoints=lambda c: influence.VideoTracIn(c.model, (c.clips, torch.tensor([0, 1])), None),
+    folder_without_checkpoints=lambda c: influence.VideoTracIn(
+        c.model, (c.clips, torch.tensor([0, 1])), c.flat
+    ),
+)
+rows(
+    "influence.VideoTracIn",
+    r"checkpoints",
+    FILE,
+    missing_file=lambda c: influence.VideoTracIn(
+        c.model, (c.clips, torch.tensor([0, 1])), [c.tmp / "missing.pt"]
+    ),
+)
+rows(
+    "influence.VideoTracIn",
+    r"checkpoint",
+    not_a_checkpoint=lambda c: influence.VideoTracIn(
+        c.model, (c.clips, torch.tensor([0, 1])), [c.png]
+    ),
+    other_architecture=lambda c: influence.VideoTracIn(
+        c.model, (c.clips, torch.tensor([0, 1])), [_influence_ckpt(c, c.bn)]
+    ),
+)
+rows(
+    "influence.VideoTracIn",
+    r"train_dataset",
+    unlabelled=lambda c: influence.VideoTracIn(
+        c.model, torch.utils.data.TensorDataset(c.clips), _influence_ckpt(c)
+    ),
+    label_first=lambda c: influence.VideoTracIn(
+        c.model, [(0, c.video), (1, c.video)], _influence_ckpt(c)
+    ),
+    label_out_of_range=lambda c: influence.VideoTracIn(
+        c.model, (c.clips, torch.tensor([9, 0])), _influence_ckpt(c)
+    ),
+    channels_last=lambda c: influence.VideoTracIn(
+        c.model, (c.clips.permute(0, 2, 3, 4, 1), torch.tensor([0, 1])), _influence_ckpt(c)
+    ),
+    uint8=lambda c: influence.VideoTracIn(
+        c.model, ((c.clips * 255).to(torch.uint8), torch.tensor([0, 1])), _influence_ckpt(c)
+    ),
+    labels_mismatch=lambda c: influence.VideoTracIn(
+        c.model, (c.clips, torch.tensor([0])), _influence_ckpt(c)
+    ),
+)
+rows(
+    "influence.VideoTracIn",
+    r"method",
+    unknown_method=lambda c: influence.VideoTracIn(
+        c.model, (c.clips, torch.tensor([0, 1])), _influence_ckpt(c), method="exact"
+    ),
+)
+rows(
+    "influence.VideoTracIn",
+    r"final_fc_layer",
+    not_linear=lambda c: influence.VideoTracIn(
+        c.model, (c.clips, torch.tensor([0, 1])), _influence_ckpt(c), final_fc_layer="layer3"
+    ),
+)
+rows(
+    "influence.VideoTracIn",
+    r"clips",
+    channels_last=lambda c: _tracin(c).proponents(c.cl(), k=1),
+    one_clip_4d=lambda c: _tracin(c).proponents(c.clips[0], k=1),
+    uint8=lambda c: _tracin(c).opponents(c.u8, k=1),
+    inf=lambda c: _tracin(c).influence(c.inf_clip),
+)
+rows(
+    "influence.VideoTracIn",
+    r"\bk\b",
+    zero=lambda c: _tracin(c).proponents(c.clips, k=0),
+    more_than_training_clips=lambda c: _tracin(c).proponents(c.clips, k=3),
+)
+rows(
+    "influence.VideoTracIn",
+    r"target",
+    out_of_range=lambda c: _tracin(c).proponents(c.clips, target=4, k=1),
+    float_target=lambda c: _tracin(c).proponents(c.clips, target=1.5, k=1),
+)
+rows(
+    "influence.ClipLabelDataset",
+    r"train_dataset",
+    unlabelled=lambda c: influence.ClipLabelDataset(torch.utils.data.TensorDataset(c.clips)),
+    empty=lambda c: influence.ClipLabelDataset(torch.utils.data.TensorDataset(c.clips[:0])),
+    not_a_dataset=lambda c: influence.ClipLabelDataset(3),
+)
+rows(
+    "influence.as_clip_label_dataset",
+    r"train_dataset",
+    labels_mismatch=lambda c: influence.as_clip_label_dataset((c.clips, torch.tensor([0]))),
+    channels_last=lambda c: influence.as_clip_label_dataset(
+        (c.clips.permute(0, 2, 3, 4, 1), torch.tensor([0, 1]))
+    ),
+)
+rows(
+    "influence.find_checkpoints",
+    r"checkpoints",
+    none=lambda c: influence.find_checkpoints(None),
+    not_a_path=lambda c: influence.find_checkpoints(3),
+    folder_without_checkpoints=lambda c: influence.find_checkpoints(c.flat),
+)
+rows(
+    "influence.CheckpointLoader",
+    r"checkpoint",
+    not_a_checkpoint=lambda c: influence.CheckpointLoader()(c.model, str(c.png)),
+    other_architecture=lambda c: influence.CheckpointLoader()(
+        c.model, str(_influence_ckpt(c, c.bn))
+    ),
+)
+rows(
+    "influence.influence_frames",
+    r"test_clip",
+    uint8=lambda c: influence.influence_frames((c.video * 255).to(torch.uint8), [c.video]),
+    channels_last=lambda c: influence.influence_frames(c.video.permute(1, 2, 3, 0), [c.video]),
+)
+rows(
+    "influence.influence_frames",
+    r"proponent_clips",
+    other_shape=lambda c: influence.influence_frames(c.video, [c.rect_video]),
+    nothing=lambda c: influence.influence_frames(c.video, []),
+)
+rows(
+    "influence.render_influence",
+    r"proponents",
+    no_results=lambda c: influence.render_influence(c.video, [(c.video, 0)]),
+)
+
+
+# -- remove and retrain (ROAR / KAR) ---------------------------------------------------------
+
+rows(
+    "metrics.ablate_top",
+    r"attributions",
+    nan=lambda c: metrics.ablate_top(c.clip, c.nan_rel, 0.1),
+    shape=lambda c: metrics.ablate_top(c.clip, c.rel[:, :, :4], 0.1),
+)
+rows("metrics.ablate_top", r"clips", uint8=lambda c: metrics.ablate_top(c.u8, c.rel, 0.1))
+rows("metrics.ablate_top", r"fraction", too_big=lambda c: metrics.ablate_top(c.clip, c.rel, 1.5))
+rows(
+    "metrics.ablate_top",
+    r"mode",
+    bad_mode=lambda c: metrics.ablate_top(c.clip, c.rel, 0.1, mode="keep"),
+)
+
+
+def _retrain(c: Ctx, **changes: Any) -> Any:
+    """``remove_and_retrain`` on the fixture clips, with one argument made bad."""
+    args = {
+        "train_clips": c.clips,
+        "train_labels": torch.tensor([0, 1]),
+        "train_attributions": c.clips,
+        "test_clips": c.clips,
+        "test_labels": torch.tensor([0, 1]),
+        "test_attributions": c.clips,
+        "model_factory": nn.Identity,
+        "train_fn": lambda *a: None,
+    }
+    return metrics.remove_and_retrain(**{**args, **changes})
+
+
+rows(
+    "metrics.remove_and_retrain",
+    r"train_labels",
+    labels=lambda c: _retrain(c, train_labels=torch.tensor([0])),
+)
+rows(
+    "metrics.remove_and_retrain",
+    r"test_attributions",
+    shape=lambda c: _retrain(c, test_attributions=c.clips[:, :, :4]),
+)
+rows("metrics.remove_and_retrain", r"fraction", percent=lambda c: _retrain(c, fractions=(10,)))
+rows("metrics.roar_curve", r"result", not_result=lambda c: metrics.roar_curve([0.1, 0.5]))
+
+
 def _tensor_state(c: Ctx) -> dict[str, tuple[torch.Tensor, bool]]:
     return {k: (v.detach().clone(), v.requires_grad) for k, v in c.tensors.items()}
 
@@ -1382,6 +1835,15 @@ STATE = {
     "VideoTCAV.interpret": lambda c: concept.VideoTCAV(c.bn, "act").interpret(
         c.clips, _sets(c), target=0
     ),
+    "ClipVisualization.optimize": lambda c: units.ClipVisualization(c.bn).optimize(
+        target=0, n_steps=2, clip_size=(T, S, S)
+    ),
+    "AggregatedPerturbation": lambda c: attr.AggregatedPerturbation(
+        FeatureAblation(c.bn), n_runs=2, mask=(4, 8, 8)
+    ).attribute(c.clip, target=0),
+    "VideoTracIn": lambda c: influence.VideoTracIn(
+        c.bn, (c.clips, torch.tensor([0, 1])), _influence_ckpt(c, c.bn), method="full"
+    ).proponents(c.clip, k=1),
 }
 #: The methods the audit saw changing BatchNorm statistics.
 STATE_OBSERVED = {"GradCAMTube", "TemporalOcclusion", "randomization_sanity"}

@@ -45,6 +45,8 @@ DOCUMENTED_MODULES = (
     "captum_video.explainers",
     "captum_video.timeline",
     "captum_video.stream",
+    "captum_video.units",
+    "captum_video.influence",
     "captum_video.pipeline",
     "captum_video.video_folder",
     "captum_video.flow",

@@ -5,6 +5,7 @@ Every method takes clips ``(N, C, T, H, W)`` and returns input-shaped relevance 
 every method: each clip's predicted class (the argmax of the model's output).
 """
 
+from captum_video.attr._aggregate import AggregatedPerturbation
 from captum_video.attr._attention_relevance import GradientWeightedAttention
 from captum_video.attr._attention_rollout import AttentionRollout
 from captum_video.attr._gradcam_tube import GradCAMTube
@@ -37,6 +38,7 @@ from captum_video.attr._temporal_occlusion import TemporalOcclusion
 from captum_video.attr._tube import TubeAttribution
 
 __all__ = [
+    "AggregatedPerturbation",
     "DeepTaylor3D",
     "SpatioTemporalSplit",
     "SpatioTemporalRelevance",

@@ -16,6 +16,7 @@ from pathlib import Path
 from captum_video._validation import validate_fps
 from captum_video.cli.demo import DEMO_METHODS, run_demo
 from captum_video.cli.explain import PER_VIDEO_AUTO_LIMIT, run_explain, target_argument
+from captum_video.cli.influence import add_influence_parser, run_influence
 from captum_video.cli.stream import add_stream_parser, run_stream
 from captum_video.explainers import EXPLAINERS
 from captum_video.registry import NORMALIZATION_PRESETS, model_names, parse_model_name
@@ -189,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--out", default="captum-video-explain", help="output folder")
     add_stream_parser(sub, model_argument)
+    add_influence_parser(sub, model_argument)
     return parser
 
 
@@ -214,6 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "stream":
             out = Path(args.out).resolve()
             written = run_stream(args)
+        elif args.command == "influence":
+            out = Path(args.out).resolve()
+            written = run_influence(args)
         else:
             out = Path(args.out).resolve()
             written = run_explain(args)

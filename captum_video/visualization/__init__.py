@@ -13,6 +13,7 @@ from captum_video.visualization._normalize import normalize_video_attr
 from captum_video.visualization.captions import caption_frames, frame_label
 from captum_video.visualization.encode import VideoEncoder
 from captum_video.visualization.export import write_video
+from captum_video.visualization.flow_overlay import flow_relevance_frames, write_flow_overlay
 from captum_video.visualization.frames import visualize_video_attr, visualize_video_attr_multiple
 from captum_video.visualization.over_time import plot_relevance_over_time, relevance_over_time
 from captum_video.visualization.overlay import overlay_frames, two_hue_frames
@@ -24,6 +25,8 @@ from captum_video.visualization.tube_stack import (
 )
 
 __all__ = [
+    "flow_relevance_frames",
+    "write_flow_overlay",
     "normalize_video_attr",
     "overlay_frames",
     "two_hue_frames",
