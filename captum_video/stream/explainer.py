@@ -50,17 +50,16 @@ from captum_video.io import video_preprocessor
 from captum_video.registry import class_names_of, input_size_of
 from captum_video.relevance import reduce_channels
 from captum_video.stream.outputs import OVERLAY_PIXELS, StreamOutputs
-from captum_video.stream.queues import WindowQueue
+from captum_video.stream.queues import END, POLL_SECONDS, WindowQueue
 from captum_video.stream.reader import Window, WindowReader
 from captum_video.stream.results import RunState, StreamSummary, WindowResult
 from captum_video.stream.sources import FrameSource, open_source
+from captum_video.stream.writer import ResultWriter
 
 __all__ = ["POLICIES", "StreamExplainer", "explain_stream"]
 
 #: Real-time policies: what happens when windows come faster than they are explained.
 POLICIES = ("skip", "adapt")
-_END = object()  # end of a queue's items
-_POLL = 0.1  # seconds between checks of the stop flag while waiting
 _READER_GRACE = 2.0  # seconds a stopped reader gets to finish before the files are closed
 
 
@@ -296,8 +295,8 @@ class StreamExplainer:
                              name="stream-reader"),
             threading.Thread(target=self._explain_windows, args=(windows, explained, state),
                              name="stream-explainer"),
-            threading.Thread(target=self._write, args=(explained, results, outputs, state),
-                             name="stream-writer"),
+            threading.Thread(target=self._writer().run,
+                             args=(explained, results, outputs, state), name="stream-writer"),
         ]  # fmt: skip
         threads[0].daemon = True  # a source that never returns must not keep the program alive
         for thread in threads:
@@ -305,10 +304,10 @@ class StreamExplainer:
         try:
             while True:
                 try:
-                    item = results.get(timeout=_POLL)
+                    item = results.get(timeout=POLL_SECONDS)
                 except queue.Empty:
                     continue
-                if item is _END:
+                if item is END:
                     break
                 if self.on_window is not None:
                     self.on_window(item)
@@ -324,6 +323,9 @@ class StreamExplainer:
             threads[0].join(_READER_GRACE)
         if state.errors:
             raise state.errors[0]
+
+    def _writer(self) -> ResultWriter:
+        return ResultWriter(self.stop, lambda: self._reason or "end of source")
 
     def _reader(self) -> WindowReader:
         def note_end() -> None:
@@ -360,7 +362,7 @@ class StreamExplainer:
         stopped_at = None
         try:
             while True:
-                batch = windows.get_many(self.batch_size, timeout=_POLL)
+                batch = windows.get_many(self.batch_size, timeout=POLL_SECONDS)
                 if batch is None:
                     break
                 if not batch:
@@ -401,7 +403,7 @@ class StreamExplainer:
         finally:
             with state.lock:
                 summary.windows_dropped_at_stop += len(windows.drain())
-            explained.put(_END)
+            explained.put(END)
 
     def _result(
         self, window: Window, probs: Tensor, relevance: Tensor, ready: float, seconds: float
@@ -428,47 +430,6 @@ class StreamExplainer:
             explain_seconds=seconds,
             stride=window.stride,
         )
-
-    def _write(
-        self,
-        explained: queue.Queue[Any],
-        results: queue.Queue[Any],
-        outputs: StreamOutputs | None,
-        state: RunState,
-    ) -> None:
-        summary = state.summary
-        failed = False
-        try:
-            while True:
-                item = explained.get()
-                if item is _END:
-                    break
-                if outputs is not None and not failed:
-                    try:
-                        outputs.add(item, state.snapshot())
-                    except BaseException as err:  # noqa: BLE001 - keep draining, then report
-                        state.errors.append(err)
-                        self.stop("error")
-                        failed = True
-                while not state.consumer_gone:
-                    try:
-                        results.put(item, timeout=_POLL)
-                        break
-                    except queue.Full:
-                        continue
-        finally:
-            state.finish(self._reason or "end of source")
-            if outputs is not None:
-                try:
-                    outputs.close(summary)
-                except BaseException as err:  # noqa: BLE001
-                    state.errors.append(err)
-            while not state.consumer_gone:
-                try:
-                    results.put(_END, timeout=_POLL)
-                    break
-                except queue.Full:
-                    continue
 
 
 def explain_stream(

@@ -13,7 +13,12 @@ import threading
 from collections import deque
 from typing import Generic, TypeVar
 
-__all__ = ["WindowQueue"]
+__all__ = ["END", "POLL_SECONDS", "WindowQueue"]
+
+#: Put last into a queue between a stream's threads: no more items come.
+END = object()
+#: Seconds a stream's thread waits on a queue before it checks the stop flag again.
+POLL_SECONDS = 0.1
 
 Item = TypeVar("Item")
 
