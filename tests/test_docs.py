@@ -157,7 +157,12 @@ def _documented_names(inventory: Path) -> set[str]:
 @pytest.mark.timeout(1800)
 def test_sphinx_build(tmp_path: Path) -> None:
     if importlib.util.find_spec("sphinx") is None:
-        pytest.skip("sphinx is not installed: pip install -c constraints.txt -e '.[docs]'")
+        # The README's test command installs [test] only; CI's docs step installs [docs] and
+        # sets CAPTUM_VIDEO_REQUIRE_DOCS, so there a missing sphinx fails instead of skipping.
+        fix = "pip install -c constraints.txt -e '.[docs]'"
+        if os.environ.get("CAPTUM_VIDEO_REQUIRE_DOCS"):
+            pytest.fail(f"sphinx is not installed but CAPTUM_VIDEO_REQUIRE_DOCS is set: {fix}")
+        pytest.skip(f"sphinx is not installed: {fix}")
     out = tmp_path / "html"
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     env["CAPTUM_VIDEO_DOCS_EXECUTE"] = "force"

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from captum_video._validation import validate_fps
 from captum_video.cli.demo import DEMO_METHODS, run_demo
-from captum_video.cli.explain import PER_VIDEO_AUTO_LIMIT, run_explain, target_argument
+from captum_video.cli.explain import (
+    PER_VIDEO_AUTO_LIMIT,
+    count_argument,
+    run_explain,
+    target_argument,
+)
 from captum_video.cli.influence import add_influence_parser, run_influence
 from captum_video.cli.stream import add_stream_parser, run_stream
 from captum_video.explainers import EXPLAINERS
@@ -38,22 +43,6 @@ def model_argument(value: str) -> str:
             "'pytorchvideo:BUILDER'"
         )
     return value
-
-
-def _count(minimum: int) -> Callable[[str], int]:
-    """An argparse type: an int >= ``minimum`` (sizes, strides, counts)."""
-
-    def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-        if number < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {number}")
-        return number
-
-    parse.__name__ = "int"  # argparse names the type in its messages
-    return parse
 
 
 def fps_argument(value: str) -> float:
@@ -120,7 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--fps", type=fps_argument, default=None, help="read videos at this rate")
     explain.add_argument(
-        "--stride", type=_count(1), default=None, help="frames between windows (default: half)"
+        "--stride",
+        type=count_argument(1),
+        default=None,
+        help="frames between windows (default: half)",
     )
     explain.add_argument("--start", type=float, default=None, help="first second to explain")
     explain.add_argument("--end", type=float, default=None, help="last second to explain")
@@ -144,13 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="one folder argument holding one sub-folder of videos per class",
     )
-    explain.add_argument("--batch-size", type=_count(1), default=8, help="clips per batch")
+    explain.add_argument("--batch-size", type=count_argument(1), default=8, help="clips per batch")
     explain.add_argument(
-        "--shard-size", type=_count(1), default=64, help="clips per resumable shard"
+        "--shard-size", type=count_argument(1), default=64, help="clips per resumable shard"
     )
-    explain.add_argument("--workers", type=_count(0), default=0, help="DataLoader decoding workers")
+    explain.add_argument(
+        "--workers", type=count_argument(0), default=0, help="DataLoader decoding workers"
+    )
     explain.add_argument("--float16", action="store_true", help="store attributions as float16")
-    explain.add_argument("--highlights", type=_count(0), default=4, help="clips exported as videos")
+    explain.add_argument(
+        "--highlights", type=count_argument(0), default=4, help="clips exported as videos"
+    )
     explain.add_argument("--no-report", action="store_true", help="skip the HTML report")
     explain.add_argument("--no-tensorboard", action="store_true", help="skip TensorBoard logs")
     explain.add_argument(
@@ -175,12 +171,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--clip-frames",
         "--frames",
         dest="clip_frames",
-        type=_count(1),
+        type=count_argument(1),
         default=None,
         help="frames per window or clip (default: the model's clip length)",
     )
     explain.add_argument(
-        "--size", type=_count(1), default=None, help="frame height and width (default: the model's)"
+        "--size",
+        type=count_argument(1),
+        default=None,
+        help="frame height and width (default: the model's)",
     )
     explain.add_argument(
         "--normalize",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -25,6 +25,7 @@ from captum_video.video_folder import VideoFolder
 
 __all__ = [
     "PER_VIDEO_AUTO_LIMIT",
+    "count_argument",
     "layer_from_args",
     "model_from_args",
     "read_class_names",
@@ -127,6 +128,34 @@ def layer_from_args(model: nn.Module, name: str | None) -> nn.Module | None:
 
 #: Up to this many videos, ``explain --per-video auto`` also writes one .pt/.json per video.
 PER_VIDEO_AUTO_LIMIT = 32
+
+
+def count_argument(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an int >= ``minimum`` (sizes, strides, counts).
+
+    Args:
+        minimum (int): the smallest value accepted.
+
+    Returns:
+        callable: ``str -> int``, raising ``argparse.ArgumentTypeError`` otherwise.
+
+    Example::
+
+        >>> count_argument(1)("8")
+        8
+    """
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {number}")
+        return number
+
+    parse.__name__ = "int"  # argparse names the type in its messages
+    return parse
 
 
 def target_argument(value: str) -> int | str:

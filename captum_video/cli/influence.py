@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from captum_video.cli.explain import model_from_args
+from captum_video.cli.explain import count_argument, model_from_args
 from captum_video.influence import (
     METHODS,
     CheckpointLoader,
@@ -32,16 +32,6 @@ from captum_video.registry import input_size_of, model_names
 from captum_video.video_folder import VideoFolder
 
 __all__ = ["add_influence_parser", "run_influence"]
-
-
-def _count(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
-    return number
 
 
 def add_influence_parser(sub: Any, model_type: Callable[[str], str]) -> argparse.ArgumentParser:
@@ -97,10 +87,16 @@ def add_influence_parser(sub: Any, model_type: Callable[[str], str]) -> argparse
         "--class-names", default=None, help="file of class names (default: the folder names)"
     )
     parser.add_argument("--method", choices=METHODS, default="fast", help="TracIn variant")
-    parser.add_argument("--k", type=_count, default=4, help="proponents and opponents to show")
-    parser.add_argument("--frames", type=_count, default=None, help="frames per clip")
-    parser.add_argument("--size", type=_count, default=None, help="frame height and width")
-    parser.add_argument("--batch-size", type=_count, default=32, help="training clips per batch")
+    parser.add_argument(
+        "--k", type=count_argument(1), default=4, help="proponents and opponents to show"
+    )
+    parser.add_argument("--frames", type=count_argument(1), default=None, help="frames per clip")
+    parser.add_argument(
+        "--size", type=count_argument(1), default=None, help="frame height and width"
+    )
+    parser.add_argument(
+        "--batch-size", type=count_argument(1), default=32, help="training clips per batch"
+    )
     parser.add_argument(
         "--self-influence",
         action="store_true",
