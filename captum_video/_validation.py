@@ -7,8 +7,6 @@ model are left as they were.
 
 from __future__ import annotations
 
-import math
-import numbers
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -29,8 +27,6 @@ __all__ = [
     "model_input_channels",
     "model_min_frames",
     "register_min_frames_query",
-    "validate_fps",
-    "validate_positive_int",
     "validate_finite",
 ]
 
@@ -390,60 +386,6 @@ def format_video_inputs(
         if extra.is_floating_point() and not bool(torch.isfinite(extra).all()):
             raise ValueError(f"inputs[{i}] contains NaN or infinite values")
     return is_tuple, formatted
-
-
-def validate_fps(fps: Any, name: str = "fps") -> float:
-    """A frame rate as a finite positive float.
-
-    Args:
-        fps (float): frames per second.
-        name (str, optional): the argument's name. Default: ``"fps"``
-
-    Returns:
-        float
-
-    Raises:
-        TypeError: not a real number.
-        ValueError: zero, negative, NaN or infinite.
-
-    Example::
-
-        >>> validate_fps(25)
-        25.0
-    """
-    if isinstance(fps, bool) or not isinstance(fps, numbers.Real):
-        raise TypeError(f"{name} must be a number of frames per second, got {type(fps).__name__}")
-    value = float(fps)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0 (frames per second), got {fps!r}")
-    return value
-
-
-def validate_positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    """An int argument ``>= minimum`` (a count, a size or a stride).
-
-    Args:
-        value (int): the value.
-        name (str): the argument's name.
-        minimum (int, optional): the smallest value allowed. Default: 1
-
-    Returns:
-        int
-
-    Raises:
-        TypeError: not an int (a bool, a float or a string).
-        ValueError: below ``minimum``.
-
-    Example::
-
-        >>> validate_positive_int(2, "frame_stride")
-        2
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
-    return int(value)
 
 
 def validate_finite(tensor: Any, name: str) -> Tensor:

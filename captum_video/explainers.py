@@ -39,8 +39,9 @@ from captum_video._memory import (
     parse_memory,
 )
 from captum_video._model_state import evaluating
+from captum_video._scalars import validate_positive_int
 from captum_video._targets import validate_target
-from captum_video._validation import validate_positive_int, validate_video
+from captum_video._validation import validate_video
 from captum_video.attr import (
     DeepTaylor3D,
     GradCAMTube,

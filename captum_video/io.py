@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from captum_video._validation import validate_positive_int, validate_video
+from captum_video._scalars import validate_positive_int
+from captum_video._validation import validate_video
 from captum_video.registry import normalization_of, normalization_stats
 
 __all__ = [

@@ -25,7 +25,8 @@ from PIL import Image
 from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 from torch import Tensor
 
-from captum_video._validation import validate_fps, validate_video
+from captum_video._scalars import validate_fps
+from captum_video._validation import validate_video
 from captum_video.relevance import reduce_channels, relevance_per_frame, upsample_to_input
 from captum_video_tb import metadata
 

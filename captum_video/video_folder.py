@@ -19,7 +19,7 @@ from pathlib import Path
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from captum_video._validation import validate_positive_int
+from captum_video._scalars import validate_positive_int
 from captum_video.io import read_video
 
 __all__ = ["VideoFolder", "VIDEO_SUFFIXES", "find_videos"]

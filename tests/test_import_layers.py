@@ -22,6 +22,7 @@ LAYERS: list[list[str]] = [
     [
         "captum_video",  # the package root (version only)
         "captum_video._model_state",
+        "captum_video._scalars",
         "captum_video._targets",
         "captum_video._validation",
         "captum_video._memory",

@@ -14,13 +14,12 @@ from captum_video._model_state import (
     preserve_grad_requirements,
     removing_hooks,
 )
+from captum_video._scalars import validate_fps, validate_positive_int
 from captum_video._targets import validate_target
 from captum_video._validation import (
     format_video_inputs,
     model_input_channels,
     model_min_frames,
-    validate_fps,
-    validate_positive_int,
     validate_video,
 )
 

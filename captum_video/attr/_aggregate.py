@@ -45,8 +45,9 @@ from captum.log import log_usage
 from torch import Tensor
 
 from captum_video._model_state import in_eval_mode
+from captum_video._scalars import validate_positive_int
 from captum_video._targets import resolve_target
-from captum_video._validation import format_video_inputs, validate_positive_int
+from captum_video._validation import format_video_inputs
 from captum_video.masks import cuboid_ids
 
 __all__ = ["AggregatedPerturbation"]

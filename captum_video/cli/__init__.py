@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from captum_video._validation import validate_fps
+from captum_video._scalars import validate_fps
 from captum_video.cli.demo import DEMO_METHODS, run_demo
 from captum_video.cli.explain import (
     PER_VIDEO_AUTO_LIMIT,

@@ -18,7 +18,8 @@ from captum.concept import Concept
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
-from captum_video._validation import validate_positive_int, validate_video
+from captum_video._scalars import validate_positive_int
+from captum_video._validation import validate_video
 
 __all__ = ["VideoConcept", "static_clip", "dynamic_clip", "static_twin"]
 

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from torch import Tensor
 
-from captum_video._validation import validate_positive_int
+from captum_video._scalars import validate_positive_int
 from captum_video.influence.tracin import InfluentialClips
 from captum_video.visualization import caption_frames, write_video
 from captum_video.visualization._inputs import video_frames

@@ -39,8 +39,9 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from captum_video._model_state import evaluating
+from captum_video._scalars import validate_positive_int
 from captum_video._targets import validate_target
-from captum_video._validation import validate_positive_int, validate_video
+from captum_video._validation import validate_video
 from captum_video.influence.checkpoints import CheckpointLoader, find_checkpoints
 from captum_video.influence.data import ClipLabelDataset, as_clip_label_dataset
 from captum_video.registry import classifier_of

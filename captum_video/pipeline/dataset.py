@@ -62,8 +62,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from captum_video._distributed import broadcast, init_distributed, my_shards, raise_anywhere
 from captum_video._model_state import module_device
+from captum_video._scalars import validate_fps, validate_positive_int
 from captum_video._targets import validate_target
-from captum_video._validation import validate_fps, validate_positive_int
 from captum_video.pipeline._arguments import (
     layer_identity,
     resolve_methods,

@@ -52,7 +52,7 @@ from captum_video.relevance import reduce_channels
 from captum_video.stream.outputs import OVERLAY_PIXELS, StreamOutputs
 from captum_video.stream.queues import END, POLL_SECONDS, WindowQueue
 from captum_video.stream.reader import Window, WindowReader
-from captum_video.stream.results import RunState, StreamSummary, WindowResult
+from captum_video.stream.results import RunState, StreamSummary, WindowResult, window_result
 from captum_video.stream.sources import FrameSource, open_source
 from captum_video.stream.writer import ResultWriter
 
@@ -390,7 +390,10 @@ class StreamExplainer:
                 state.note_service(seconds)
                 state.add_stage("explain", ready - start)
                 for j, window in enumerate(batch):
-                    result = self._result(window, probs[j].cpu(), relevance[j], ready, seconds)
+                    result = window_result(
+                        window, probs[j].cpu(), relevance[j], ready, seconds,
+                        self.clip_frames, self.target, self.class_names,
+                    )  # fmt: skip
                     state.latency.add(result.latency)
                     state.explain.add(seconds)
                     summary.windows_explained += 1
@@ -404,32 +407,6 @@ class StreamExplainer:
             with state.lock:
                 summary.windows_dropped_at_stop += len(windows.drain())
             explained.put(END)
-
-    def _result(
-        self, window: Window, probs: Tensor, relevance: Tensor, ready: float, seconds: float
-    ) -> WindowResult:
-        probability, prediction = (float(v) for v in probs.max(0))
-        cls = int(prediction)
-        target = cls if self.target == "prediction" else int(self.target)
-        names = self.class_names
-        return WindowResult(
-            window_index=window.index,
-            start_frame=window.start,
-            end_frame=window.start + self.clip_frames,
-            start_time=window.times[0],
-            end_time=window.times[-1],
-            prediction=cls,
-            label=names[cls] if names and cls < len(names) else str(cls),
-            probability=probability,
-            target=target,
-            probabilities=probs,
-            relevance=relevance,
-            frames=window.frames,
-            frame_times=window.times,
-            latency=ready - window.arrival,
-            explain_seconds=seconds,
-            stride=window.stride,
-        )
 
 
 def explain_stream(

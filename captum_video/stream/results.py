@@ -10,13 +10,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 from torch import Tensor
 
-__all__ = ["LatencyStats", "RunState", "StreamSummary", "WindowResult"]
+__all__ = ["LatencyStats", "RunState", "StreamSummary", "WindowResult", "window_result"]
 
 
 @dataclass
@@ -263,3 +264,56 @@ class RunState:
         self._fill()
         self.summary.stopped_by = "error" if self.errors else reason
         self.summary.finished = True
+
+
+def window_result(
+    window: Any,
+    probs: Tensor,
+    relevance: Tensor,
+    ready: float,
+    seconds: float,
+    clip_frames: int,
+    target: str | int,
+    class_names: Sequence[str] | None,
+) -> WindowResult:
+    """The :class:`WindowResult` of an explained window.
+
+    Args:
+        window (Window): the window as the reader formed it
+            (:class:`~captum_video.stream.reader.Window`).
+        probs (Tensor): its class probabilities ``(K,)``.
+        relevance (Tensor): its relevance ``(T, H, W)``.
+        ready (float): ``time.perf_counter()`` when the explanation was ready.
+        seconds (float): the explanation's own time for this window.
+        clip_frames (int): frames per window.
+        target (str or int): ``"prediction"`` or the class explained.
+        class_names (sequence of str, optional): names of the classes.
+
+    Returns:
+        WindowResult: the result, latency measured from the window's last frame.
+
+    Example::
+
+        >>> result = window_result(window, probs, relevance, time.perf_counter(), 0.02, 16,
+        ...                        "prediction", ["left", "right"])  # doctest: +SKIP
+    """
+    probability, prediction = (float(v) for v in probs.max(0))
+    cls = int(prediction)
+    return WindowResult(
+        window_index=window.index,
+        start_frame=window.start,
+        end_frame=window.start + clip_frames,
+        start_time=window.times[0],
+        end_time=window.times[-1],
+        prediction=cls,
+        label=class_names[cls] if class_names and cls < len(class_names) else str(cls),
+        probability=probability,
+        target=cls if target == "prediction" else int(target),
+        probabilities=probs,
+        relevance=relevance,
+        frames=window.frames,
+        frame_times=window.times,
+        latency=ready - window.arrival,
+        explain_seconds=seconds,
+        stride=window.stride,
+    )

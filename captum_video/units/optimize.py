@@ -41,7 +41,8 @@ from captum.log import log_usage
 from torch import Tensor
 
 from captum_video._model_state import in_eval_mode
-from captum_video._validation import model_min_frames, validate_positive_int, validate_video
+from captum_video._scalars import validate_positive_int
+from captum_video._validation import model_min_frames, validate_video
 from captum_video.units._objective import LayerSpec, UnitReader, channel_count
 from captum_video.units.parametrization import FourierClip, check_clip_size, check_float
 from captum_video.units.penalties import spatial_total_variation, temporal_total_variation

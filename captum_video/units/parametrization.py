@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from captum_video._validation import validate_positive_int
+from captum_video._scalars import validate_positive_int
 
 __all__ = ["FourierClip", "COLOR_CORRELATION_SVD_SQRT"]
 

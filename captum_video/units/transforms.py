@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from captum_video._validation import validate_positive_int, validate_video
+from captum_video._scalars import validate_positive_int
+from captum_video._validation import validate_video
 
 __all__ = [
     "ClipTransform",

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from captum_video._validation import validate_positive_int, validate_video
+from captum_video._scalars import validate_positive_int
+from captum_video._validation import validate_video
 from captum_video.tensorboard import add_relevance_clip
 from captum_video.visualization import write_video
 
