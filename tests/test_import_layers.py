@@ -21,6 +21,7 @@ LAYERS: list[list[str]] = [
     ["captum_video_tb"],  # the TensorBoard plugin: tensorboard and the standard library only
     [
         "captum_video",  # the package root (version only)
+        "captum_video._hashing",
         "captum_video._model_state",
         "captum_video._scalars",
         "captum_video._targets",

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 import captum_video
+from captum_video._hashing import model_sha256, update_tensor
 
 __all__ = [
     "ConfigurationChanged",
@@ -63,41 +64,6 @@ def file_sha256(path: str | os.PathLike) -> str:
     with open(path, "rb") as f:
         for chunk in iter(functools.partial(f.read, 1 << 22), b""):
             digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _update_tensor(digest: Any, name: str, tensor: Tensor | np.ndarray) -> None:
-    """Feed a tensor's name, dtype, shape and bytes (not its device or strides) to ``digest``."""
-    digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-    if isinstance(tensor, np.ndarray):
-        digest.update(np.ascontiguousarray(tensor).view(np.uint8).reshape(-1).data)
-    elif not tensor.is_meta:
-        # A byte view covers every dtype (bfloat16, bool, ...) that numpy cannot hold.
-        data = tensor.detach().contiguous().reshape(-1).view(torch.uint8)
-        digest.update(data.cpu().numpy().data)
-
-
-def model_sha256(model: nn.Module) -> str:
-    r"""The sha256 of a model's state dict: parameters and buffers, in key order.
-
-    Names, dtypes, shapes and values count; the device does not (a model moved to a GPU
-    keeps its key).
-
-    Args:
-        model (nn.Module): the model.
-
-    Returns:
-        str: the hex digest.
-
-    Example::
-
-        >>> from captum_video.models import load_demo_model
-        >>> model_sha256(load_demo_model("motion")) != model_sha256(load_demo_model("appearance"))
-        True
-    """
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        _update_tensor(digest, name, tensor)
     return digest.hexdigest()
 
 
@@ -161,7 +127,7 @@ def plain(value: Any) -> Any:
         return {str(k): plain(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (Tensor, np.ndarray)):
         digest = hashlib.sha256()
-        _update_tensor(digest, "", value)
+        update_tensor(digest, "", value)
         return {"tensor_sha256": digest.hexdigest()}
     if isinstance(value, (torch.dtype, torch.device)):
         return str(value)
@@ -211,10 +177,10 @@ def _feed_dataset(digest: Any, dataset: Any, depth: int) -> None:
         if isinstance(value, _PLAIN) or (values is not None and all(map(_is_plain, values))):
             digest.update(json.dumps([key, value], default=str).encode())
         elif isinstance(value, (Tensor, np.ndarray)):
-            _update_tensor(digest, key, value)
+            update_tensor(digest, key, value)
         elif values is not None and all(isinstance(v, (Tensor, np.ndarray)) for v in values):
             for i, v in enumerate(values):  # e.g. TensorDataset.tensors
-                _update_tensor(digest, f"{key}[{i}]", v)
+                update_tensor(digest, f"{key}[{i}]", v)
         elif isinstance(value, Dataset) and depth < 4:  # e.g. Subset.dataset
             digest.update(key.encode())
             _feed_dataset(digest, value, depth + 1)
