@@ -1,4 +1,4 @@
-"""TracIn over video clips against a forward + backward pass over the training set.
+"""TracIn and similarity over video clips against a forward + backward pass over the training set.
 
 Explanation by example reads every training clip at every checkpoint, so its natural unit of
 cost is one pass of gradient computation over the training set. Per model, every contender
@@ -15,7 +15,14 @@ training clips and checkpoints:
 * ``self_influence_fast``: the self-influence of every training clip;
 * ``proponents_full``: TracInCP over all parameters (per-clip gradients, one backward per
   clip), with ``--full-method`` only: it costs about a per-clip backward for every training
-  clip, test clip and checkpoint.
+  clip, test clip and checkpoint;
+* ``similarity_store``: building a :class:`VideoSimilarityInfluence` (Captum's
+  SimilarityInfluence over the classifier head's input, cosine): copying and hashing the
+  model, one forward pass over the training set, its activations written to a fresh
+  temporary folder (and removed again): paid once per model and training set;
+* ``similarity_query`` / ``similarity_query_batch``: :meth:`most_similar` of one test clip
+  / of ``--test-batch`` test clips, ``k = 5``, against that store (every stored file is read
+  back from disk per query, as Captum does).
 
 Ratios are round by round against ``train_forward_backward`` (median, min, max), also with
 process CPU time (``*_cpu``), and per checkpoint (divided by the number of checkpoints).
@@ -38,7 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from benchmarks._common import emit, interleaved_times, ratio, video_model
-from captum_video.influence import VideoTracIn
+from captum_video.influence import VideoSimilarityInfluence, VideoTracIn
 from captum_video.models import C3DSmall
 
 BASELINE = "train_forward_backward"
@@ -56,6 +63,17 @@ def train_forward_backward(
             )
             loss.backward()
         model.zero_grad(set_to_none=True)
+
+    return run
+
+
+def similarity_store(
+    model: nn.Module, clips: Tensor, labels: Tensor, batch: int
+) -> Callable[[], None]:
+    """Build a similarity store from scratch (a new temporary folder) and remove it."""
+
+    def run() -> None:
+        VideoSimilarityInfluence(model, (clips, labels), batch_size=batch).close()
 
     return run
 
@@ -105,13 +123,19 @@ def bench_case(
             "proponents_fast_batch": lambda: fast.proponents(test, k=5),
             "self_influence_fast": lambda: fast.self_influence(),
         }
+        similar = VideoSimilarityInfluence(model, (clips, labels), batch_size=batch)
+        fns["similarity_store"] = similarity_store(model, clips, labels, batch)
+        fns["similarity_query"] = lambda: similar.most_similar(test[:1], k=5)
+        fns["similarity_query_batch"] = lambda: similar.most_similar(test, k=5)
         if full_method:
             full = VideoTracIn(model, (clips, labels), folder, method="full", batch_size=batch)
             fns["proponents_full"] = lambda: full.proponents(test[:1], k=5)
         times = interleaved_times(fns, device, repeats)
+        similar.close()
     ratios = {key: ratio(times, key, BASELINE) for key in fns if key != BASELINE}
     ratios_cpu = {key: ratio(times, key, BASELINE, cpu=True) for key in fns if key != BASELINE}
     per_clip = ratios["proponents_fast_batch"]["median"] / test_batch
+    similarity_per_clip = ratios["similarity_query_batch"]["median"] / test_batch
     return {
         "model": name,
         "train_clips": num_train,
@@ -124,8 +148,11 @@ def bench_case(
         },
         "ratio_to_train_forward_backward": ratios,
         "ratio_to_train_forward_backward_cpu": ratios_cpu,
-        "per_checkpoint": {k: v["median"] / num_checkpoints for k, v in ratios.items()},
+        "per_checkpoint": {
+            k: v["median"] / num_checkpoints for k, v in ratios.items() if "similarity" not in k
+        },
         "proponents_fast_batch_per_test_clip": per_clip,
+        "similarity_query_batch_per_test_clip": similarity_per_clip,
     }
 
 

@@ -91,6 +91,8 @@ EXEMPT = {
     "influence.METHODS": "constant",
     # result types
     "influence.InfluentialClips": "result dataclass of VideoTracIn",
+    "influence.SimilarClips": "result dataclass of VideoSimilarityInfluence",
+    "influence.METRICS": "constant",
     "metrics.SeedStability": "result named tuple",
     "metrics.RoarResult": "result dataclass of remove_and_retrain",
     "metrics.StreamAblation": "result named tuple of stream_ablation",
@@ -1643,6 +1645,90 @@ rows(
     out_of_range=lambda c: _tracin(c).proponents(c.clips, target=4, k=1),
     float_target=lambda c: _tracin(c).proponents(c.clips, target=1.5, k=1),
 )
+
+
+def _similar(c: Ctx) -> Any:
+    return influence.VideoSimilarityInfluence(c.model, (c.clips, torch.tensor([0, 1])))
+
+
+rows(
+    "influence.VideoSimilarityInfluence",
+    r"train_dataset",
+    unlabelled=lambda c: influence.VideoSimilarityInfluence(
+        c.model, torch.utils.data.TensorDataset(c.clips)
+    ),
+    label_first=lambda c: influence.VideoSimilarityInfluence(c.model, [(0, c.video), (1, c.video)]),
+    label_out_of_range=lambda c: influence.VideoSimilarityInfluence(
+        c.model, (c.clips, torch.tensor([9, 0]))
+    ),
+    channels_last=lambda c: influence.VideoSimilarityInfluence(
+        c.model, (c.clips.permute(0, 2, 3, 4, 1), torch.tensor([0, 1]))
+    ),
+    uint8=lambda c: influence.VideoSimilarityInfluence(
+        c.model, ((c.clips * 255).to(torch.uint8), torch.tensor([0, 1]))
+    ),
+    labels_mismatch=lambda c: influence.VideoSimilarityInfluence(
+        c.model, (c.clips, torch.tensor([0]))
+    ),
+)
+rows(
+    "influence.VideoSimilarityInfluence",
+    r"model",
+    not_a_module=lambda c: influence.VideoSimilarityInfluence(
+        lambda x: x, (c.clips, torch.tensor([0, 1]))
+    ),
+)
+rows(
+    "influence.VideoSimilarityInfluence",
+    r"metric",
+    unknown_metric=lambda c: influence.VideoSimilarityInfluence(
+        c.model, (c.clips, torch.tensor([0, 1])), metric="dot"
+    ),
+)
+rows(
+    "influence.VideoSimilarityInfluence",
+    r"layer",
+    not_a_module_name=lambda c: influence.VideoSimilarityInfluence(
+        c.model, (c.clips, torch.tensor([0, 1])), layer="layer9"
+    ),
+    module_of_another_model=lambda c: influence.VideoSimilarityInfluence(
+        c.model, (c.clips, torch.tensor([0, 1])), layer=c.bn.fc
+    ),
+    number=lambda c: influence.VideoSimilarityInfluence(
+        c.model, (c.clips, torch.tensor([0, 1])), layer=3
+    ),
+)
+rows(
+    "influence.VideoSimilarityInfluence",
+    r"activation_dir",
+    a_file=lambda c: influence.VideoSimilarityInfluence(
+        c.model, (c.clips, torch.tensor([0, 1])), activation_dir=c.png
+    ),
+    not_a_path=lambda c: influence.VideoSimilarityInfluence(
+        c.model, (c.clips, torch.tensor([0, 1])), activation_dir=3
+    ),
+)
+rows(
+    "influence.VideoSimilarityInfluence",
+    r"batch_size",
+    zero=lambda c: influence.VideoSimilarityInfluence(
+        c.model, (c.clips, torch.tensor([0, 1])), batch_size=0
+    ),
+)
+rows(
+    "influence.VideoSimilarityInfluence",
+    r"clips",
+    channels_last=lambda c: _similar(c).most_similar(c.cl(), k=1),
+    one_clip_4d=lambda c: _similar(c).most_similar(c.clips[0], k=1),
+    uint8=lambda c: _similar(c).least_similar(c.u8, k=1),
+    inf=lambda c: _similar(c).most_similar(c.inf_clip, k=1),
+)
+rows(
+    "influence.VideoSimilarityInfluence",
+    r"\bk\b",
+    zero=lambda c: _similar(c).most_similar(c.clips, k=0),
+    more_than_training_clips=lambda c: _similar(c).least_similar(c.clips, k=3),
+)
 rows(
     "influence.ClipLabelDataset",
     r"train_dataset",
@@ -1841,6 +1927,9 @@ STATE = {
     "AggregatedPerturbation": lambda c: attr.AggregatedPerturbation(
         FeatureAblation(c.bn), n_runs=2, mask=(4, 8, 8)
     ).attribute(c.clip, target=0),
+    "VideoSimilarityInfluence": lambda c: influence.VideoSimilarityInfluence(
+        c.bn, (c.clips, torch.tensor([0, 1]))
+    ).most_similar(c.clip, k=1),
     "VideoTracIn": lambda c: influence.VideoTracIn(
         c.bn, (c.clips, torch.tensor([0, 1])), _influence_ckpt(c, c.bn), method="full"
     ).proponents(c.clip, k=1),

@@ -6,6 +6,11 @@ For each test video, the training clips that most supported (proponents) and mos
 strip) per test video, with the indices, files and scores in ``influence.json``; with
 ``--self-influence``, the training clips ranked by self-influence (the likeliest
 mislabelled first) in ``self_influence.json``.
+
+With ``--method similarity`` no checkpoints are needed: the training clips nearest to and
+farthest from each test video in the model's representation
+(:class:`~captum_video.influence.VideoSimilarityInfluence`, ``--metric``, ``--layer``), for
+the weights of ``--weights`` (or the model's bundled ones).
 """
 
 from __future__ import annotations
@@ -19,19 +24,25 @@ from typing import Any
 import torch
 from torch import nn
 
-from captum_video.cli.explain import count_argument, model_from_args
+from captum_video.cli.explain import count_argument, layer_from_args, model_from_args
 from captum_video.influence import (
     METHODS,
+    METRICS,
     CheckpointLoader,
+    InfluentialClips,
+    VideoSimilarityInfluence,
     VideoTracIn,
     find_checkpoints,
     render_influence,
 )
 from captum_video.io import normalize_video, read_video
-from captum_video.registry import input_size_of, model_names
+from captum_video.registry import input_size_of, model_names, needs_weights_file
 from captum_video.video_folder import VideoFolder
 
-__all__ = ["add_influence_parser", "run_influence"]
+__all__ = ["CLI_METHODS", "add_influence_parser", "run_influence"]
+
+#: ``--method`` values: TracIn's (fast, full) and similarity.
+CLI_METHODS = (*METHODS, "similarity")
 
 
 def add_influence_parser(sub: Any, model_type: Callable[[str], str]) -> argparse.ArgumentParser:
@@ -52,11 +63,14 @@ def add_influence_parser(sub: Any, model_type: Callable[[str], str]) -> argparse
     """
     parser = sub.add_parser(
         "influence",
-        help="the training clips that most supported or opposed a decision (TracIn)",
+        help="the training clips that most supported or opposed a decision (TracIn), or "
+        "that the model sees as most alike (--method similarity)",
         description="Explanation by example: for each test video, the training clips whose "
         "gradient steps most lowered (proponents) or raised (opponents) the loss of the "
         "model's decision, summed over checkpoints saved during training (TracIn, Pruthi et "
-        "al. 2020). Writes <video>.mp4 and <video>.png grids and influence.json to --out.",
+        "al. 2020); with --method similarity, the training clips nearest to and farthest from "
+        "it in the model's representation (no checkpoints needed). Writes <video>.mp4 and "
+        "<video>.png grids and influence.json to --out.",
     )
     parser.add_argument("videos", nargs="+", help="test video files")
     parser.add_argument(
@@ -66,9 +80,10 @@ def add_influence_parser(sub: Any, model_type: Callable[[str], str]) -> argparse
     )
     parser.add_argument(
         "--checkpoints",
-        required=True,
+        default=None,
         help="a folder of checkpoints saved during training (one per epoch, say; sorted by "
-        "name), or one checkpoint file",
+        "name), or one checkpoint file; required by TracIn (--method fast or full), not by "
+        "--method similarity",
     )
     parser.add_argument(
         "--model",
@@ -80,15 +95,37 @@ def add_influence_parser(sub: Any, model_type: Callable[[str], str]) -> argparse
     parser.add_argument(
         "--weights",
         default=None,
-        help="the final weights, whose decisions are explained (default: the last checkpoint)",
+        help="the final weights, whose decisions are explained (default: the last checkpoint; "
+        "with --method similarity, the model's bundled weights)",
     )
     parser.add_argument("--num-classes", type=int, default=None)
     parser.add_argument(
         "--class-names", default=None, help="file of class names (default: the folder names)"
     )
-    parser.add_argument("--method", choices=METHODS, default="fast", help="TracIn variant")
     parser.add_argument(
-        "--k", type=count_argument(1), default=4, help="proponents and opponents to show"
+        "--method",
+        choices=CLI_METHODS,
+        default="fast",
+        help="TracIn variant (fast: last layer; full: all parameters), or similarity "
+        "(nearest training clips in the model's representation)",
+    )
+    parser.add_argument(
+        "--metric",
+        choices=METRICS,
+        default=None,
+        help="with --method similarity: cosine similarity (default) or Euclidean distance",
+    )
+    parser.add_argument(
+        "--layer",
+        default=None,
+        help="with --method similarity: the dotted name of the layer compared (default: the "
+        "input of the classifier head)",
+    )
+    parser.add_argument(
+        "--k",
+        type=count_argument(1),
+        default=4,
+        help="proponents and opponents (most and least similar clips) to show",
     )
     parser.add_argument("--frames", type=count_argument(1), default=None, help="frames per clip")
     parser.add_argument(
@@ -124,6 +161,47 @@ def _normalized(model: nn.Module, preset: str) -> nn.Module:
     return model if preset == "none" else _Normalized(model, preset)
 
 
+def _check_method_arguments(args: argparse.Namespace) -> None:
+    """The arguments that belong to one ``--method`` only, named when they come with another."""
+    if args.method == "similarity":
+        if args.checkpoints is not None:
+            raise ValueError(
+                "--checkpoints is for TracIn (--method fast or full); --method similarity "
+                "compares the representations of one set of weights (--weights, or the "
+                "model's bundled ones) and needs no checkpoints"
+            )
+        if args.self_influence:
+            raise ValueError(
+                "--self-influence is TracIn's (--method fast or full); --method similarity "
+                "has no self-influence"
+            )
+        return
+    if args.checkpoints is None:
+        raise ValueError(
+            f"--checkpoints is required with --method {args.method}: TracIn replays the "
+            "weights saved during training (save them with "
+            "captum_video.models.training.fit_classifier(..., checkpoint_dir=DIR)); "
+            "--method similarity needs none"
+        )
+    for name in ("metric", "layer"):
+        if getattr(args, name, None) is not None:
+            raise ValueError(f"--{name} is for --method similarity, not --method {args.method}")
+
+
+def _rows(result: InfluentialClips, train: VideoFolder) -> list[dict[str, Any]]:
+    return [
+        {
+            "index": int(i),
+            "file": str(train.paths[int(i)]),
+            "label": int(label),
+            "score": float(score),
+        }
+        for i, label, score in zip(
+            result.indices[0], result.train_labels[0], result.scores[0], strict=True
+        )
+    ]
+
+
 def run_influence(args: argparse.Namespace) -> list[Path]:
     """The ``influence`` sub-command.
 
@@ -134,81 +212,95 @@ def run_influence(args: argparse.Namespace) -> list[Path]:
         list of Path: the files written.
 
     Raises:
-        ValueError, OSError: bad input (no checkpoints, an unlabelled training folder, an
-        unreadable video), each message naming the argument.
+        ValueError, OSError: bad input (no checkpoints for TracIn, an unlabelled training
+        folder, an unreadable video, an option of another method), each message naming the
+        argument.
 
     Example::
 
         >>> run_influence(build_parser().parse_args(
         ...     ["influence", "test.mp4", "--train", "train/", "--checkpoints", "ckpts/"]))
+        >>> run_influence(build_parser().parse_args(
+        ...     ["influence", "test.mp4", "--train", "train/", "--method", "similarity"]))
     """
     if not Path(args.train).is_dir():
         raise ValueError(f"--train {args.train}: expected a folder with one sub-folder per class")
-    checkpoints = find_checkpoints(args.checkpoints, "--checkpoints")
-    # The checkpoints replace every weight, so a model without bundled weights needs no
-    # --weights; without it, the decisions explained are those of the last checkpoint.
-    args.random_weights = args.weights is None
+    _check_method_arguments(args)
+    similarity = args.method == "similarity"
+    checkpoints = [] if similarity else find_checkpoints(args.checkpoints, "--checkpoints")
+    if similarity and args.weights is None and needs_weights_file(args.model):
+        raise ValueError(
+            f"--method similarity with --model {args.model} needs --weights FILE (a local "
+            "state dict: nothing is downloaded); random weights represent nothing"
+        )
+    # For TracIn the checkpoints replace every weight, so a model without bundled weights
+    # needs no --weights; without it, the decisions explained are those of the last checkpoint.
+    args.random_weights = args.weights is None and not similarity
     raw, preset, classes = model_from_args(args)
     model = _normalized(raw.eval(), preset)
-    if args.weights is None:
+    if args.weights is None and not similarity:
         CheckpointLoader(cache=False)(model, checkpoints[-1])
     frames, height, width = input_size_of(raw, (16, 112, 112))
     frames = args.frames or frames
     size = (args.size, args.size) if args.size else (height, width)
     train = VideoFolder(args.train, num_frames=frames, size=size, labels_from_folders=True)
     classes = classes if args.class_names else (train.classes or classes)
-    tracin = VideoTracIn(
-        model,
-        train,
-        checkpoints,
-        method=args.method,
-        batch_size=args.batch_size,
-    )
+    explainer: VideoTracIn | VideoSimilarityInfluence
+    if similarity:
+        explainer = VideoSimilarityInfluence(
+            model,
+            train,
+            layer=layer_from_args(raw, args.layer),
+            metric=args.metric or "cosine",
+            batch_size=args.batch_size,
+        )
+        keys = ("most_similar", "least_similar")
+        method = "similarity"
+        find = (explainer.most_similar, explainer.least_similar)
+    else:
+        explainer = VideoTracIn(
+            model, train, checkpoints, method=args.method, batch_size=args.batch_size
+        )
+        keys = ("proponents", "opponents")
+        method = f"TracIn ({args.method})"
+        find = (explainer.proponents, explainer.opponents)
     k = min(args.k, len(train))
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     summary: list[dict[str, Any]] = []
-    for video in args.videos:
-        clip = read_video(video, num_frames=frames, size=size).unsqueeze(0)
-        pro, opp = tracin.proponents(clip, k=k), tracin.opponents(clip, k=k)
-        stem = Path(video).stem
-        for suffix in (".mp4", ".png"):
-            path = out / f"{stem}{suffix}"
-            render_influence(clip[0], train, pro, opp, class_names=classes, path=path, fps=args.fps)
-            written.append(path)
-
-        def rows(result: Any) -> list[dict[str, Any]]:
-            return [
-                {
-                    "index": int(i),
-                    "file": str(train.paths[int(i)]),
-                    "label": int(label),
-                    "score": float(score),
-                }
-                for i, label, score in zip(
-                    result.indices[0], result.train_labels[0], result.scores[0], strict=True
+    try:
+        for video in args.videos:
+            clip = read_video(video, num_frames=frames, size=size).unsqueeze(0)
+            pro, opp = find[0](clip, k=k), find[1](clip, k=k)
+            stem = Path(video).stem
+            for suffix in (".mp4", ".png"):
+                path = out / f"{stem}{suffix}"
+                render_influence(
+                    clip[0], train, pro, opp, class_names=classes, path=path, fps=args.fps
                 )
-            ]
-
-        summary.append(
-            {
-                "video": str(video),
-                "decision": int(pro.targets[0]),
-                "proponents": rows(pro),
-                "opponents": rows(opp),
-            }
-        )
-    meta = {
-        "method": f"TracIn ({args.method})",
-        "checkpoints": tracin.checkpoints,
-        "classes": list(classes) if classes else None,
-        "videos": summary,
-    }
+                written.append(path)
+            summary.append(
+                {
+                    "video": str(video),
+                    "decision": int(pro.targets[0]),
+                    keys[0]: _rows(pro, train),
+                    keys[1]: _rows(opp, train),
+                }
+            )
+    finally:
+        if isinstance(explainer, VideoSimilarityInfluence):
+            explainer.close()
+    meta: dict[str, Any] = {"method": method}
+    if isinstance(explainer, VideoTracIn):
+        meta["checkpoints"] = explainer.checkpoints
+    else:
+        meta |= {"metric": explainer.metric, "layer": explainer.layer, "weights": args.weights}
+    meta |= {"classes": list(classes) if classes else None, "videos": summary}
     (out / "influence.json").write_text(json.dumps(meta, indent=2))
     written.append(out / "influence.json")
-    if args.self_influence:
-        scores = tracin.self_influence()
+    if args.self_influence and isinstance(explainer, VideoTracIn):
+        scores = explainer.self_influence()
         order = scores.argsort(descending=True)
         ranked = [
             {"index": int(i), "file": str(train.paths[int(i)]), "score": float(scores[i])}
