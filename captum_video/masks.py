@@ -17,6 +17,7 @@ batch; content-dependent ones (supervoxels, flow) are ``(N, 1, T, H, W)``, one p
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -28,6 +29,7 @@ __all__ = [
     "frame_mask",
     "segment_mask",
     "tube_mask",
+    "shifted_tube_mask",
     "cuboid_ids",
     "supervoxel_mask",
     "flow_mask",
@@ -209,6 +211,71 @@ def tube_mask(video: Tensor, cell: tuple[int | None, int, int]) -> Tensor:
     return cuboid_ids((t, h, w), cell, video.device)[0].view(1, 1, t, h, w)
 
 
+def shifted_tube_mask(
+    video: Tensor, cell: tuple[int | None, int, int], offset: tuple[int, int, int]
+) -> Tensor:
+    r"""The grid of :func:`tube_mask` with its cell boundaries shifted by ``offset`` voxels.
+
+    Along an axis of cell extent ``c``, boundaries lie where ``(i + o) % c == 0``. A border
+    cell thinner than half a cell joins its neighbour, so a shifted grid has as many features
+    as the unshifted one, give or take one per axis (thin slivers would be features of a few
+    voxels, each costing a sampling method its share of the samples). Several shifts of one
+    cell give segmentations that no single placement privileges
+    (:class:`~captum_video.attr.AggregatedPerturbation` averages runs over them).
+
+    Args:
+        video (Tensor): clips ``(N, C, T, H, W)``.
+        cell (tuple): ``(t, h, w)`` cell extent in frames, rows and columns (``t = None``:
+            whole-clip tubes, which are not shifted in time).
+        offset (tuple of int): ``(t, h, w)`` shift, each in ``0 .. extent - 1``.
+
+    Returns:
+        Tensor: ``long`` mask ``(1, 1, T, H, W)``, ids in raster order (time slowest).
+
+    Example::
+
+        >>> m = shifted_tube_mask(torch.rand(1, 3, 8, 16, 16), (8, 8, 8), (0, 2, 2))
+        >>> num_features(m), m[0, 0, 0, 5, 5].item(), m[0, 0, 0, 6, 6].item()
+        (4, 0, 3)
+    """
+    _, t, h, w = _shape(video)
+    extents = (t if cell[0] is None else cell[0], cell[1], cell[2])
+    cuboid_ids((t, h, w), extents)  # checks each extent
+    if (
+        not isinstance(offset, (tuple, list))
+        or len(offset) != 3
+        or not all(
+            isinstance(o, int) and not isinstance(o, bool) and 0 <= o < c
+            for o, c in zip(offset, extents, strict=True)
+        )
+    ):
+        raise ValueError(
+            f"offset must be three ints (t, h, w), each in 0 .. cell extent - 1 for cell "
+            f"{extents}, got {offset!r}"
+        )
+    if cell[0] is None:
+        offset = (0, offset[1], offset[2])
+    (it, _), (ih, nh), (iw, nw) = (
+        _axis_cells(size, int(c), int(o), video.device)
+        for size, c, o in zip((t, h, w), extents, offset, strict=True)
+    )
+    ids = (it.view(t, 1, 1) * nh + ih.view(1, h, 1)) * nw + iw.view(1, 1, w)
+    return ids.view(1, 1, t, h, w)
+
+
+def _axis_cells(length: int, cell: int, offset: int, device: torch.device) -> tuple[Tensor, int]:
+    """Cell index of each position along one axis of a grid shifted by ``offset``, and the
+    number of cells (thin border cells joined to their neighbours)."""
+    index = (torch.arange(length, device=device) + offset) // cell
+    last = int(index[-1])
+    if last > 0 and (cell - offset) * 2 < cell:
+        index = index.clamp_min(1)  # a thin first cell joins the second
+    if int(index[-1]) > int(index[0]) and (length + offset - last * cell) * 2 < cell:
+        index = index.clamp_max(last - 1)  # a thin last cell joins the one before
+    index = index - index[0]
+    return index, int(index[-1]) + 1
+
+
 def supervoxel_mask(
     video: Tensor,
     n_segments: int = 64,
@@ -216,11 +283,14 @@ def supervoxel_mask(
     n_iter: int = 10,
     temporal_weight: float = 1.0,
     chunk: int = 32768,
+    offset: tuple[float, float, float] | None = None,
 ) -> Tensor:
     r"""Spatio-temporal superpixels (SLIC supervoxels): k-means on ``(t, y, x, colour)``.
 
     Centres start on a regular ``(t, y, x)`` grid with spacing ``S = (THW / n_segments)^(1/3)``
-    (cells anisotropic when the clip is short). Each iteration assigns every voxel to the
+    (cells anisotropic when the clip is short), each at ``offset`` of its cell (the middle by
+    default; k-means ends where it starts, so another offset gives another, equally valid
+    segmentation). Each iteration assigns every voxel to the
     nearest centre under SLIC's distance ``d_colour^2 + (compactness / S)^2 d_space^2``,
     with colour in the clip's own range, and moves the centres to the means. Everything runs
     in torch on the clip's device; voxel-to-centre distances are computed in chunks of
@@ -237,6 +307,8 @@ def supervoxel_mask(
         temporal_weight (float, optional): scale of the time axis against space; above 1
             makes supervoxels shorter in time. Default: 1.0
         chunk (int, optional): voxels per distance block (memory knob). Default: 32768
+        offset (tuple of float, optional): where in its grid cell each initial centre lies,
+            per axis ``(t, y, x)``, each in ``[0, 1)``. Default: None (``0.5``: the middle)
 
     Returns:
         Tensor: ``long`` mask ``(N, 1, T, H, W)``, ids ``0 .. K_n - 1`` per clip.
@@ -251,6 +323,7 @@ def supervoxel_mask(
     n, t, h, w = _shape(video)
     if not isinstance(n_segments, int) or n_segments < 1:
         raise ValueError(f"n_segments must be a positive int, got {n_segments!r}")
+    fractions = _cell_offset(offset)
     dev = video.device
     colour = video.detach().float()
     lo = colour.amin(dim=(1, 2, 3, 4), keepdim=True)
@@ -279,8 +352,8 @@ def supervoxel_mask(
         dim=2,
     )
     grid = [
-        ((torch.arange(c, device=dev, dtype=torch.float32) + 0.5) * size / c).floor().long()
-        for c, size in zip(counts, (t, h, w), strict=True)
+        ((torch.arange(c, device=dev, dtype=torch.float32) + f) * size / c).floor().long()
+        for c, size, f in zip(counts, (t, h, w), fractions, strict=True)
     ]
     seeds = torch.stack(torch.meshgrid(*grid, indexing="ij"), dim=-1).view(-1, 3)
     seed_index = (seeds[:, 0] * h + seeds[:, 1]) * w + seeds[:, 2]
@@ -305,6 +378,22 @@ def supervoxel_mask(
             sizes.unsqueeze(2) > 0, sums / sizes.clamp_min(1).unsqueeze(2), centres
         )
     return relabel(labels.view(n, t, h, w)).view(n, 1, t, h, w)
+
+
+def _cell_offset(offset: Any) -> tuple[float, float, float]:
+    """``offset`` of :func:`supervoxel_mask` checked: three fractions in ``[0, 1)``."""
+    if offset is None:
+        return (0.5, 0.5, 0.5)
+    if (
+        not isinstance(offset, (tuple, list))
+        or len(offset) != 3
+        or not all(isinstance(f, (int, float)) and 0 <= f < 1 for f in offset)
+    ):
+        raise ValueError(
+            "offset must be three fractions (t, y, x) in [0, 1) of a grid cell, such as "
+            f"(0.5, 0.25, 0.75), got {offset!r}"
+        )
+    return (float(offset[0]), float(offset[1]), float(offset[2]))
 
 
 def flow_mask(

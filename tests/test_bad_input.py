@@ -739,11 +739,34 @@ rows("masks.segment_mask", r"num_segments", zero=lambda c: masks.segment_mask(c.
 rows("masks.tube_mask", r"cell", zero_cell=lambda c: masks.tube_mask(c.clip, (1, 0, 2)))
 rows("masks.cuboid_ids", r"cell|size", negative=lambda c: masks.cuboid_ids((4, 8, 8), (1, -1, 2)))
 rows(
+    "masks.shifted_tube_mask",
+    r"offset",
+    past_the_cell=lambda c: masks.shifted_tube_mask(c.clip, (4, 8, 8), (0, 8, 0)),
+    negative=lambda c: masks.shifted_tube_mask(c.clip, (4, 8, 8), (0, -1, 0)),
+    two_axes=lambda c: masks.shifted_tube_mask(c.clip, (4, 8, 8), (1, 1)),
+)
+rows(
+    "masks.shifted_tube_mask",
+    r"cell",
+    zero_cell=lambda c: masks.shifted_tube_mask(c.clip, (1, 0, 2), (0, 0, 0)),
+)
+rows(
+    "masks.shifted_tube_mask",
+    r"video",
+    uint8=lambda c: masks.shifted_tube_mask(c.u8, (4, 8, 8), (0, 0, 0)),
+)
+rows(
     "masks.supervoxel_mask",
     r"n_segments",
     zero=lambda c: masks.supervoxel_mask(c.clip, n_segments=0),
 )
 rows("masks.supervoxel_mask", r"video", uint8=lambda c: masks.supervoxel_mask(c.u8))
+rows(
+    "masks.supervoxel_mask",
+    r"offset",
+    outside_the_cell=lambda c: masks.supervoxel_mask(c.clip, offset=(0.5, 1.5, 0.5)),
+    two_axes=lambda c: masks.supervoxel_mask(c.clip, offset=(0.5, 0.5)),
+)
 rows("masks.flow_mask", r"video", one_frame=lambda c: masks.flow_mask(c.clip[:, :, :1]))
 rows("masks.flow_mask", r"threshold", nan=lambda c: masks.flow_mask(c.clip, threshold=float("nan")))
 rows("masks.num_features", r"mask", float_mask=lambda c: masks.num_features(c.rel))

@@ -60,6 +60,36 @@ def test_tube_mask_cells(clips: torch.Tensor) -> None:
         M.tube_mask(clips, (4, 0, 8))
 
 
+def test_shifted_tube_mask_moves_the_boundaries(clips: torch.Tensor) -> None:
+    # No shift: the plain grid.
+    assert torch.equal(
+        M.shifted_tube_mask(clips, (4, 8, 8), (0, 0, 0)), M.tube_mask(clips, (4, 8, 8))
+    )
+    for offset in [(1, 3, 5), (2, 4, 7), (3, 1, 2)]:
+        mask = M.shifted_tube_mask(clips, (4, 8, 8), offset)
+        _check_cover(mask, clips)
+        # Boundaries where (i + o) % c == 0, except where a thin border cell was joined.
+        for axis, (cell, o) in enumerate(zip((4, 8, 8), offset, strict=True)):
+            ids = mask[0, 0].movedim(axis, 0).flatten(1)
+            changes = {int(i) for i in ((ids[1:] != ids[:-1]).any(1).nonzero().flatten() + 1)}
+            size = ids.shape[0]
+            expected = {i for i in range(1, size) if (i + o) % cell == 0}
+            first, last = min(expected), max(expected)
+            if first * 2 < cell:
+                expected.discard(first)  # the thin first cell joined the second
+            if (size - last) * 2 < cell:
+                expected.discard(last)  # the thin last cell joined the one before
+            assert changes == expected, (axis, offset)
+            # As many cells along the axis as the unshifted grid, give or take one.
+            assert abs(len(changes) + 1 - size // cell) <= 1
+    tubes = M.shifted_tube_mask(clips, (None, 8, 8), (0, 4, 4))
+    assert bool((tubes[:, :, :1] == tubes).all())  # whole-clip tubes stay whole
+    with pytest.raises(ValueError, match="offset"):
+        M.shifted_tube_mask(clips, (4, 8, 8), (0, 8, 0))
+    with pytest.raises(ValueError, match="cell h"):
+        M.shifted_tube_mask(clips, (4, 0, 8), (0, 0, 0))
+
+
 def test_supervoxels_cover_and_follow_the_content(clips: torch.Tensor) -> None:
     sv = M.supervoxel_mask(clips, n_segments=64)
     assert sv.shape == (2, 1, 16, 32, 32)
@@ -83,6 +113,15 @@ def test_supervoxels_cover_and_follow_the_content(clips: torch.Tensor) -> None:
     assert purity(sv) > purity(M.tube_mask(clips, (4, 8, 8))) + 0.03
     repeat = M.supervoxel_mask(clips, n_segments=64)
     assert torch.equal(sv, repeat)  # deterministic
+    # The middle of the cell is the default start; another start is another segmentation of
+    # the same quality (what AggregatedPerturbation's drawn masks vary).
+    assert torch.equal(M.supervoxel_mask(clips, n_segments=64, offset=(0.5, 0.5, 0.5)), sv)
+    moved = M.supervoxel_mask(clips, n_segments=64, offset=(0.1, 0.9, 0.3))
+    _check_cover(moved, clips)
+    assert (moved != sv).any()
+    assert purity(moved) > 0.98
+    with pytest.raises(ValueError, match="offset"):
+        M.supervoxel_mask(clips, n_segments=64, offset=(0.5, 1.0, 0.5))
 
 
 def test_flow_mask_separates_the_moving_object(clips: torch.Tensor) -> None:
