@@ -20,10 +20,13 @@ Ratios are round by round against ``forward_backward`` and ``aggregate`` against
 ``MovingShapes("motion")`` clips: the mean pairwise Spearman correlation of the maps over
 seeds (:func:`~captum_video.metrics.stability.seed_stability`), the relevance mass and the
 relevance rank on the moving object (:mod:`captum_video.metrics.localization`), and the
-number of model evaluations (counted).
+number of model evaluations (counted). ``--masks supervoxels`` runs the same three on
+supervoxels (:func:`~captum_video.masks.supervoxel_mask`): Captum on one segmentation, one run
+and the aggregate on segmentations whose k-means starts at drawn places.
 
-Run ``python -m benchmarks.stability --quick`` (cost only, 128 samples) or ``--full``
-(256 samples, quality on 4 clips x 4 seeds), ``--out FILE.json``.
+Run ``python -m benchmarks.stability --quick`` (cost only, 128 samples; ``--quality`` adds
+quality on 2 clips x 6 seeds) or ``--full`` (256 samples, quality on 4 clips x 8 seeds),
+``--out FILE.json``.
 """
 
 from __future__ import annotations
@@ -40,12 +43,14 @@ from torch import Tensor, nn
 from benchmarks._common import emit, interleaved_times, ratio
 from captum_video.attr._aggregate import AggregatedPerturbation
 from captum_video.datasets import MovingShapes
-from captum_video.masks import tube_mask
+from captum_video.masks import supervoxel_mask, tube_mask
 from captum_video.metrics import relevance_mass, relevance_rank
 from captum_video.metrics.stability import seed_stability
 from captum_video.models import load_demo_model
 
 CELL = (16, 8, 8)
+#: About as many supervoxels as the grid has cells on a 16 x 32 x 32 clip (18 come out).
+SUPERVOXELS = 18
 METHODS = {"lime": Lime, "kernel_shap": KernelShap}
 
 
@@ -62,14 +67,30 @@ class CountingModel(nn.Module):
         return self.model(x)
 
 
+def drawn_supervoxels(clips: Tensor, generator: torch.Generator) -> Tensor:
+    """Supervoxels whose k-means starts at a random place in its grid cells (one segmentation
+    of many equally valid ones, drawn from the run's generator)."""
+    offset = tuple(torch.rand(3, generator=generator).tolist())
+    return supervoxel_mask(clips, n_segments=SUPERVOXELS, offset=offset)  # type: ignore[arg-type]
+
+
 def contenders(
-    method: type, model: nn.Module, clip: Tensor, n_runs: int
+    method: type, model: nn.Module, clip: Tensor, n_runs: int, masks: str = "cells"
 ) -> dict[str, tuple[Any, dict[str, Any]]]:
-    """name -> (attribution object, extra attribute keywords) of the three contenders."""
+    """name -> (attribution object, extra attribute keywords) of the three contenders.
+
+    ``masks="cells"``: cuboids of ``CELL`` (a fixed grid, shifted grids); ``"supervoxels"``:
+    ``SUPERVOXELS`` supervoxels (started in the cells' middles, or at drawn places).
+    """
+    if masks == "supervoxels":
+        fixed: Tensor = supervoxel_mask(clip, n_segments=SUPERVOXELS)
+        drawn: Any = drawn_supervoxels
+    else:
+        fixed, drawn = tube_mask(clip, CELL), CELL
     return {
-        "captum_fixed_grid": (method(model), {"feature_mask": tube_mask(clip, CELL)}),
-        "one_run": (AggregatedPerturbation(method(model), n_runs=1, mask=CELL), {}),
-        "aggregate": (AggregatedPerturbation(method(model), n_runs=n_runs, mask=CELL), {}),
+        "captum_fixed_grid": (method(model), {"feature_mask": fixed}),
+        "one_run": (AggregatedPerturbation(method(model), n_runs=1, mask=drawn), {}),
+        "aggregate": (AggregatedPerturbation(method(model), n_runs=n_runs, mask=drawn), {}),
     }
 
 
@@ -127,6 +148,7 @@ def bench_quality(
     seeds: int,
     device: torch.device,
     data_seed: int = 4242,
+    masks_kind: str = "cells",
 ) -> dict[str, Any]:
     """Stability over seeds, relevance mass and rank of the three contenders."""
     model = CountingModel(load_demo_model("motion")).eval().to(device)
@@ -135,15 +157,18 @@ def bench_quality(
     baseline = clips.mean(2, keepdim=True).expand_as(clips).contiguous()
     common = {"n_samples": n_samples, "perturbations_per_eval": 64, "baselines": baseline}
     rows: dict[str, Any] = {}
-    for key, (method, extra) in contenders(METHODS[name], model, clips, n_runs).items():
+    for key, (method, extra) in contenders(METHODS[name], model, clips, n_runs, masks_kind).items():
         model.evaluated = 0
         result = seed_stability(method, clips, range(seeds), target=labels, **common, **extra)
-        mass = torch.stack([relevance_mass(m, masks) for m in result.maps]).mean(0)
-        rank = torch.stack([relevance_rank(m, masks) for m in result.maps]).mean(0)
+        # One value per (seed, clip): a single run's mass swings with where its grid falls,
+        # so its standard error is reported with it.
+        mass = torch.stack([relevance_mass(m, masks) for m in result.maps]).flatten()
+        rank = torch.stack([relevance_rank(m, masks) for m in result.maps]).flatten()
         rows[key] = {
             "stability": result.stability.mean().item(),
             "stability_per_clip": result.stability.tolist(),
             "relevance_mass": mass.mean().item(),
+            "relevance_mass_standard_error": (mass.std() / mass.numel() ** 0.5).item(),
             "relevance_rank": rank.mean().item(),
             "model_evaluations_per_clip_and_seed": model.evaluated / (num_clips * seeds),
         }
@@ -154,6 +179,7 @@ def bench_quality(
         "seeds": seeds,
         "n_samples": n_samples,
         "n_runs": n_runs,
+        "masks": masks_kind,
         "object_share": masks.float().mean().item(),
         "contenders": rows,
     }
@@ -164,8 +190,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     Args:
         argv (list of str, optional): ``--quick`` (default) or ``--full``, ``--quality``,
-            ``--repeats``, ``--n-samples``, ``--n-runs``, ``--data-seed``, ``--device``,
-            ``--out FILE.json``.
+            ``--repeats``, ``--n-samples``, ``--n-runs``, ``--data-seed``, ``--seeds``,
+            ``--masks``, ``--device``, ``--out FILE.json``.
             Default: ``sys.argv``
 
     Returns:
@@ -184,6 +210,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--n-samples", type=int, default=None, help="the budget of every run")
     parser.add_argument("--n-runs", type=int, default=4)
     parser.add_argument("--data-seed", type=int, default=4242, help="seed of the quality clips")
+    parser.add_argument(
+        "--masks",
+        choices=("cells", "supervoxels"),
+        default="cells",
+        help="features of the quality contenders: cuboid cells or supervoxels",
+    )
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per clip (6; 8 with --full)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -196,7 +229,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         quality = (
             [
                 bench_quality(
-                    name, n_samples, args.n_runs, 4 if args.full else 2, 4, device, args.data_seed
+                    name,
+                    n_samples,
+                    args.n_runs,
+                    4 if args.full else 2,
+                    args.seeds or (8 if args.full else 6),
+                    device,
+                    args.data_seed,
+                    args.masks,
                 )
                 for name in METHODS
             ]

@@ -33,7 +33,7 @@ from tests.helpers import assert_model_unchanged, model_snapshot
 pytestmark = pytest.mark.filterwarnings("ignore:Objective did not converge")
 
 CELL = (16, 8, 8)
-SEEDS = (0, 1, 2)
+SEEDS = tuple(range(6))
 BUDGET = 128
 
 
@@ -143,25 +143,33 @@ def test_aggregate_is_more_stable_than_one_run_at_the_same_budget(
     assert evaluated[1] == evaluated[4] == (BUDGET + 1) * len(SEEDS) * len(clips)
 
     stability = {r: res.stability.mean().item() for r, res in results.items()}
+    # Relevance mass and rank per (clip, seed): ``len(SEEDS) * len(clips)`` values each.
     mass = {
-        r: torch.stack([relevance_mass(m, masks) for m in res.maps]).mean().item()
+        r: torch.stack([relevance_mass(m, masks) for m in res.maps]).flatten()
         for r, res in results.items()
     }
     rank = {
         r: torch.stack([relevance_rank(m, masks) for m in res.maps]).mean().item()
         for r, res in results.items()
     }
+    # A single run's mass swings with where its grid happens to fall (0.08 to 0.18 on these
+    # clips), so "does not drop" is read against the noise of the two estimates: the
+    # aggregate's mean mass may not lie more than two standard errors of the difference
+    # below the single run's (a one-sided test at about the 2 % level).
+    se = (mass[1].var() / mass[1].numel() + mass[4].var() / mass[4].numel()).sqrt().item()
+    drop = (mass[1].mean() - mass[4].mean()).item()
     print(
         f"\n{method.__name__}: stability 1 run {stability[1]:.3f} vs 4 runs {stability[4]:.3f}; "
-        f"relevance mass {mass[1]:.3f} vs {mass[4]:.3f}; relevance rank {rank[1]:.3f} vs "
+        f"relevance mass {mass[1].mean():.3f} vs {mass[4].mean():.3f} (difference "
+        f"{-drop:+.3f}, standard error {se:.3f}); relevance rank {rank[1]:.3f} vs "
         f"{rank[4]:.3f} (object share of the clip {masks.float().mean():.3f})"
     )
     assert stability[4] > stability[1] + 0.1
-    # The averaged map still puts its top voxels on the moving object at least as often...
+    # The averaged map keeps its relevance on the moving object...
+    assert drop < 2 * se
+    assert mass[4].mean() > 2.5 * masks.float().mean()
+    # ... and puts its top voxels there at least as often.
     assert rank[4] >= rank[1]
-    # ... and its relevance mass stays within 0.05 of one run's, far above a uniform map's.
-    assert mass[4] >= mass[1] - 0.05
-    assert mass[4] > 2.5 * masks.float().mean().item()
 
 
 # --- what the runs are -----------------------------------------------------------------------
