@@ -130,15 +130,18 @@ def render_influence(
     scale: int | None = None,
     png_frames: int = 4,
 ) -> np.ndarray:
-    """Render test clip ``index`` of a :class:`VideoTracIn` call beside its examples.
+    """Render test clip ``index`` of a :class:`VideoTracIn` or :class:`VideoSimilarityInfluence`
+    call beside its examples (captioned ``+1``, ``-1``, ... or ``near1``, ``far1``, ...).
 
     Args:
         test_clip (Tensor): the test clip ``(C, T, H, W)`` (or ``(1, C, T, H, W)``), in
             ``[0, 1]``.
         train_dataset (Dataset): the training set the indices point into (e.g.
             ``tracin.train_dataset``); item ``i`` is ``(clip, label, ...)``.
-        proponents (InfluentialClips, optional): from ``tracin.proponents(...)``.
-        opponents (InfluentialClips, optional): from ``tracin.opponents(...)``.
+        proponents (InfluentialClips, optional): from ``tracin.proponents(...)`` or
+            ``similar.most_similar(...)``.
+        opponents (InfluentialClips, optional): from ``tracin.opponents(...)`` or
+            ``similar.least_similar(...)``.
         index (int, optional): which test clip of those calls. Default: 0
         class_names (sequence of str, optional): names of the classes. Default: None
         path (str or PathLike, optional): also write the grid: a video (``.mp4``, ``.webm``,
@@ -164,18 +167,21 @@ def render_influence(
     if not 0 <= index < len(target):
         raise ValueError(f"index {index} is outside the {len(target)} test clips of the results")
     groups: list[tuple[list[Any], list[str]]] = []
-    for result, sign in ((proponents, "+"), (opponents, "-")):
+    for result, sign, word in ((proponents, "+", "near"), (opponents, "-", "far")):
         clips: list[Any] = []
         captions: list[str] = []
         if result is not None:
+            # Similarity results (they carry a metric) are nearest / farthest, not +/-.
+            prefix = word if getattr(result, "metric", None) else sign
             for rank, (i, score) in enumerate(
                 zip(result.indices[index], result.scores[index], strict=True)
             ):
                 item = train_dataset[int(i)]
                 label = int(item[1])
                 clips.append(item[0])
+                # Three significant digits: cosines of near neighbours differ in the third.
                 captions.append(
-                    f"{sign}{rank + 1} #{int(i)} {_name(label, class_names)} {float(score):.2g}"
+                    f"{prefix}{rank + 1} #{int(i)} {_name(label, class_names)} {float(score):.3g}"
                 )
         groups.append((clips, captions))
     frames = influence_frames(

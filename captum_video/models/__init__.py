@@ -23,7 +23,7 @@ from captum_video.models.demo import (
     load_demo_model,
 )
 from captum_video.models.r2plus1d import BasicBlock, Conv2Plus1D, R2Plus1DSmall
-from captum_video.models.training import evaluate, train_demo_model
+from captum_video.models.training import evaluate, fit_classifier, train_demo_model
 from captum_video.models.transformer import VideoTransformerSmall
 from captum_video.models.two_stream import (
     FLOW_SCALE,
@@ -47,5 +47,6 @@ __all__ = [
     "demo_model_info",
     "demo_checkpoint_path",
     "train_demo_model",
+    "fit_classifier",
     "evaluate",
 ]
