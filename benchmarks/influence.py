@@ -13,6 +13,15 @@ training clips and checkpoints:
 * ``proponents_fast_batch``: the same for ``--test-batch`` test clips in one call (the
   ratio is reported per test clip as well);
 * ``self_influence_fast``: the self-influence of every training clip;
+* ``rand_proj_setup``: building a ``VideoTracIn(method="fast_rand_proj")`` (Captum's
+  TracInCPFastRandProj with :class:`~captum_video.influence.ExactNearestNeighbors`): the
+  last-layer gradients of every training clip at every checkpoint, computed once and kept;
+  ``rand_proj_setup_projected`` the same with ``projection_dim = --projection-dim``;
+* ``proponents_rand_proj`` / ``opponents_rand_proj`` / ``proponents_rand_proj_batch``: its
+  queries, ``k = 5`` (the test clips' gradients at every checkpoint and an exact
+  maximum-inner-product search over the stored ones: no pass over the training set);
+  ``proponents_rand_proj_projected`` against the projected embeddings. A query's ratio to
+  ``proponents_fast`` says how many queries pay for the set-up (``rand_proj_break_even``);
 * ``proponents_full``: TracInCP over all parameters (per-clip gradients, one backward per
   clip), with ``--full-method`` only: it costs about a per-clip backward for every training
   clip, test clip and checkpoint;
@@ -104,6 +113,7 @@ def bench_case(
     device: torch.device,
     repeats: int,
     full_method: bool,
+    projection_dim: int = 64,
 ) -> dict[str, Any]:
     """Time every contender for one model; returns times and ratios."""
     torch.manual_seed(0)
@@ -123,6 +133,21 @@ def bench_case(
             "proponents_fast_batch": lambda: fast.proponents(test, k=5),
             "self_influence_fast": lambda: fast.self_influence(),
         }
+
+        def rand_proj(**extra: Any) -> VideoTracIn:
+            return VideoTracIn(
+                model, (clips, labels), folder, method="fast_rand_proj", batch_size=batch, **extra
+            )
+
+        exact, projected = rand_proj(), rand_proj(projection_dim=projection_dim)
+        fns |= {
+            "rand_proj_setup": rand_proj,
+            "rand_proj_setup_projected": lambda: rand_proj(projection_dim=projection_dim),
+            "proponents_rand_proj": lambda: exact.proponents(test[:1], k=5),
+            "opponents_rand_proj": lambda: exact.opponents(test[:1], k=5),
+            "proponents_rand_proj_batch": lambda: exact.proponents(test, k=5),
+            "proponents_rand_proj_projected": lambda: projected.proponents(test[:1], k=5),
+        }
         similar = VideoSimilarityInfluence(model, (clips, labels), batch_size=batch)
         fns["similarity_store"] = similarity_store(model, clips, labels, batch)
         fns["similarity_query"] = lambda: similar.most_similar(test[:1], k=5)
@@ -136,6 +161,13 @@ def bench_case(
     ratios_cpu = {key: ratio(times, key, BASELINE, cpu=True) for key in fns if key != BASELINE}
     per_clip = ratios["proponents_fast_batch"]["median"] / test_batch
     similarity_per_clip = ratios["similarity_query_batch"]["median"] / test_batch
+    rand_proj_per_clip = ratios["proponents_rand_proj_batch"]["median"] / test_batch
+    # Queries of one test clip after which building the store has paid for itself: set-up /
+    # (what a fast query costs - what a rand-proj query costs).
+    saved = ratios["proponents_fast"]["median"] - ratios["proponents_rand_proj"]["median"]
+    break_even = ratios["rand_proj_setup"]["median"] / saved if saved > 0 else float("inf")
+    stored = exact._captum.src_intermediate_quantities
+    stored_projected = projected._captum.src_intermediate_quantities
     return {
         "model": name,
         "train_clips": num_train,
@@ -153,6 +185,14 @@ def bench_case(
         },
         "proponents_fast_batch_per_test_clip": per_clip,
         "similarity_query_batch_per_test_clip": similarity_per_clip,
+        "proponents_rand_proj_batch_per_test_clip": rand_proj_per_clip,
+        "rand_proj_break_even_queries": break_even,
+        "rand_proj_embedding": {
+            "exact_numbers_per_clip": stored.shape[1],
+            "projected_numbers_per_clip": stored_projected.shape[1],
+            "projection_dim": projection_dim,
+            "exact_mib": stored.numel() * stored.element_size() / 2**20,
+        },
     }
 
 
@@ -162,7 +202,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     Args:
         argv (list of str, optional): command-line arguments; ``--quick`` (the demo C3D,
             16x32x32), ``--full`` (r3d_18, 16x112x112), ``--device``, ``--repeats``,
-            ``--train-clips``, ``--checkpoints``, ``--full-method``, ``--out FILE.json``.
+            ``--train-clips``, ``--checkpoints``, ``--full-method``, ``--projection-dim``,
+            ``--out FILE.json``.
 
     Returns:
         dict: the emitted payload.
@@ -180,6 +221,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--train-clips", type=int, default=None)
     parser.add_argument("--checkpoints", type=int, default=None)
     parser.add_argument("--full-method", action="store_true", help="also time TracInCP")
+    parser.add_argument(
+        "--projection-dim", type=int, default=64, help="projection_dim of the projected rand-proj"
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -202,6 +246,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         device,
         args.repeats or repeats,
         args.full_method,
+        args.projection_dim,
     )
     return emit("influence", {"mode": "full" if args.full else "quick", "cases": [case]}, args.out)
 

@@ -1670,6 +1670,92 @@ rows(
 )
 
 
+def _tracin_rand_proj(c: Ctx) -> Any:
+    return influence.VideoTracIn(
+        c.model, (c.clips, torch.tensor([0, 1])), _influence_ckpt(c), method="fast_rand_proj"
+    )
+
+
+rows(
+    "influence.VideoTracIn",
+    r"projection_dim",
+    projection_with_fast=lambda c: influence.VideoTracIn(
+        c.model, (c.clips, torch.tensor([0, 1])), _influence_ckpt(c), projection_dim=16
+    ),
+    projection_zero=lambda c: influence.VideoTracIn(
+        c.model,
+        (c.clips, torch.tensor([0, 1])),
+        _influence_ckpt(c),
+        method="fast_rand_proj",
+        projection_dim=0,
+    ),
+    projection_float=lambda c: influence.VideoTracIn(
+        c.model,
+        (c.clips, torch.tensor([0, 1])),
+        _influence_ckpt(c),
+        method="fast_rand_proj",
+        projection_dim=16.0,
+    ),
+)
+rows(
+    "influence.VideoTracIn",
+    r"\bseed\b",
+    negative_seed=lambda c: influence.VideoTracIn(
+        c.model,
+        (c.clips, torch.tensor([0, 1])),
+        _influence_ckpt(c),
+        method="fast_rand_proj",
+        projection_dim=16,
+        seed=-1,
+    ),
+)
+rows(
+    "influence.VideoTracIn",
+    r"clips",
+    rand_proj_channels_last=lambda c: _tracin_rand_proj(c).proponents(c.cl(), k=1),
+    rand_proj_inf=lambda c: _tracin_rand_proj(c).influence(c.inf_clip),
+)
+rows(
+    "influence.VideoTracIn",
+    r"\bk\b",
+    rand_proj_more_than_training_clips=lambda c: _tracin_rand_proj(c).opponents(c.clips, k=3),
+)
+
+
+def _neighbors(c: Ctx) -> Any:
+    index = influence.ExactNearestNeighbors()
+    index.setup(c.clips.flatten(1))
+    return index
+
+
+rows(
+    "influence.ExactNearestNeighbors",
+    r"chunk_size",
+    zero_chunk_size=lambda c: influence.ExactNearestNeighbors(chunk_size=0),
+    float_chunk_size=lambda c: influence.ExactNearestNeighbors(chunk_size=2.5),
+)
+rows(
+    "influence.ExactNearestNeighbors",
+    r"\bdata\b",
+    one_dimensional=lambda c: influence.ExactNearestNeighbors().setup(c.clips[0, 0, 0, 0]),
+    integer=lambda c: influence.ExactNearestNeighbors().setup((c.clips * 255).to(torch.uint8)),
+    not_a_tensor=lambda c: influence.ExactNearestNeighbors().setup(c.frames_u8),
+    nan=lambda c: influence.ExactNearestNeighbors().setup(c.nan_rel),
+)
+rows(
+    "influence.ExactNearestNeighbors",
+    r"query",
+    other_width=lambda c: _neighbors(c).get_nearest_neighbors(c.clip[:, :1].flatten(1), 1),
+    no_batch_dimension=lambda c: _neighbors(c).get_nearest_neighbors(c.clip.flatten(), 1),
+)
+rows(
+    "influence.ExactNearestNeighbors",
+    r"\bk\b",
+    zero_k=lambda c: _neighbors(c).get_nearest_neighbors(c.clip.flatten(1), 0),
+    more_than_stored=lambda c: _neighbors(c).get_nearest_neighbors(c.clip.flatten(1), 3),
+)
+
+
 def _similar(c: Ctx) -> Any:
     return influence.VideoSimilarityInfluence(c.model, (c.clips, torch.tensor([0, 1])))
 

@@ -5,7 +5,11 @@ For each test video, the training clips that most supported (proponents) and mos
 (:class:`~captum_video.influence.VideoTracIn`), written as a video grid (and a PNG film
 strip) per test video, with the indices, files and scores in ``influence.json``; with
 ``--self-influence``, the training clips ranked by self-influence (the likeliest
-mislabelled first) in ``self_influence.json``.
+mislabelled first) in ``self_influence.json``. ``--method fast_rand_proj`` computes the
+training clips' last-layer gradients once (randomly projected to ``--projection-dim``
+numbers per checkpoint, if given) and answers each test video by an exact nearest-neighbour
+search over them: the same clips and scores as ``--method fast`` without a projection, and no
+pass over the training set per test video.
 
 With ``--method similarity`` no checkpoints are needed: the training clips nearest to and
 farthest from each test video in the model's representation
@@ -41,7 +45,7 @@ from captum_video.video_folder import VideoFolder
 
 __all__ = ["CLI_METHODS", "add_influence_parser", "run_influence"]
 
-#: ``--method`` values: TracIn's (fast, full) and similarity.
+#: ``--method`` values: TracIn's (fast, full, fast_rand_proj) and similarity.
 CLI_METHODS = (*METHODS, "similarity")
 
 
@@ -82,8 +86,8 @@ def add_influence_parser(sub: Any, model_type: Callable[[str], str]) -> argparse
         "--checkpoints",
         default=None,
         help="a folder of checkpoints saved during training (one per epoch, say; sorted by "
-        "name), or one checkpoint file; required by TracIn (--method fast or full), not by "
-        "--method similarity",
+        "name), or one checkpoint file; required by TracIn (--method fast, full or "
+        "fast_rand_proj), not by --method similarity",
     )
     parser.add_argument(
         "--model",
@@ -106,8 +110,18 @@ def add_influence_parser(sub: Any, model_type: Callable[[str], str]) -> argparse
         "--method",
         choices=CLI_METHODS,
         default="fast",
-        help="TracIn variant (fast: last layer; full: all parameters), or similarity "
-        "(nearest training clips in the model's representation)",
+        help="TracIn variant (fast: last layer; full: all parameters; fast_rand_proj: the "
+        "last layer's gradients of the training clips computed once, then a nearest-neighbour "
+        "search per test video), or similarity (nearest training clips in the model's "
+        "representation)",
+    )
+    parser.add_argument(
+        "--projection-dim",
+        type=count_argument(1),
+        default=None,
+        help="with --method fast_rand_proj: project each training clip's gradients at random "
+        "to at most this many numbers per checkpoint (less memory, approximate scores; "
+        "default: exact)",
     )
     parser.add_argument(
         "--metric",
@@ -164,16 +178,19 @@ def _normalized(model: nn.Module, preset: str) -> nn.Module:
 def _check_method_arguments(args: argparse.Namespace) -> None:
     """The arguments that belong to one ``--method`` only, named when they come with another."""
     if args.method == "similarity":
+        if getattr(args, "projection_dim", None) is not None:
+            raise ValueError("--projection-dim is for --method fast_rand_proj, not similarity")
         if args.checkpoints is not None:
             raise ValueError(
-                "--checkpoints is for TracIn (--method fast or full); --method similarity "
+                "--checkpoints is for TracIn (--method fast, full or fast_rand_proj); "
+                "--method similarity "
                 "compares the representations of one set of weights (--weights, or the "
                 "model's bundled ones) and needs no checkpoints"
             )
         if args.self_influence:
             raise ValueError(
-                "--self-influence is TracIn's (--method fast or full); --method similarity "
-                "has no self-influence"
+                "--self-influence is TracIn's (--method fast, full or fast_rand_proj); "
+                "--method similarity has no self-influence"
             )
         return
     if args.checkpoints is None:
@@ -186,6 +203,10 @@ def _check_method_arguments(args: argparse.Namespace) -> None:
     for name in ("metric", "layer"):
         if getattr(args, name, None) is not None:
             raise ValueError(f"--{name} is for --method similarity, not --method {args.method}")
+    if getattr(args, "projection_dim", None) is not None and args.method != "fast_rand_proj":
+        raise ValueError(
+            f"--projection-dim is for --method fast_rand_proj, not --method {args.method}"
+        )
 
 
 def _rows(result: InfluentialClips, train: VideoFolder) -> list[dict[str, Any]]:
@@ -259,7 +280,12 @@ def run_influence(args: argparse.Namespace) -> list[Path]:
         find = (explainer.most_similar, explainer.least_similar)
     else:
         explainer = VideoTracIn(
-            model, train, checkpoints, method=args.method, batch_size=args.batch_size
+            model,
+            train,
+            checkpoints,
+            method=args.method,
+            batch_size=args.batch_size,
+            projection_dim=getattr(args, "projection_dim", None),
         )
         keys = ("proponents", "opponents")
         method = f"TracIn ({args.method})"
@@ -294,6 +320,8 @@ def run_influence(args: argparse.Namespace) -> list[Path]:
     meta: dict[str, Any] = {"method": method}
     if isinstance(explainer, VideoTracIn):
         meta["checkpoints"] = explainer.checkpoints
+        if args.method == "fast_rand_proj":
+            meta["projection_dim"] = getattr(args, "projection_dim", None)
     else:
         meta |= {"metric": explainer.metric, "layer": explainer.layer, "weights": args.weights}
     meta |= {"classes": list(classes) if classes else None, "videos": summary}

@@ -19,9 +19,12 @@ naturally applicable to video: a clip is shown as evidence for a clip.
 :class:`VideoTracIn` is a thin layer over Captum's ``TracInCPFast`` (``method="fast"``:
 gradients of the last linear layer only, through the identity
 :math:`\nabla_W \ell \cdot \nabla_W \ell' = (a \cdot a')(g \cdot g')` of its inputs ``a`` and
-output gradients ``g``) and ``TracInCP`` (``method="full"``: per-clip gradients of all, or of
-chosen, layers). It adds what video needs: data sets of ``(clip, label, ...)`` items checked
-and cut to ``(clip, label)``; the test clips' loss taken at the class the model predicts
+output gradients ``g``), ``TracInCP`` (``method="full"``: per-clip gradients of all, or of
+chosen, layers) and ``TracInCPFastRandProj`` (``method="fast_rand_proj"``: the fast method's
+per-clip gradients of the training set, optionally randomly projected, computed once and kept;
+a query is an exact maximum-inner-product search over them, no pass over the training set).
+It adds what video needs: data sets of ``(clip, label, ...)`` items checked and cut to
+``(clip, label)``; the test clips' loss taken at the class the model predicts
 (``target=None``), so the examples explain the decision; checkpoints loaded into a *copy* of
 the model in eval mode, so the caller's model, its mode and its BatchNorm statistics are
 never touched.
@@ -34,7 +37,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from captum.influence import TracInCP, TracInCPFast
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
@@ -42,14 +44,17 @@ from captum_video._model_state import evaluating
 from captum_video._scalars import validate_positive_int
 from captum_video._targets import validate_target
 from captum_video._validation import validate_video
+from captum_video.influence._captum_tracin import (
+    LAST_LAYER_METHODS,
+    METHODS,
+    build_tracin,
+    query_kwargs,
+)
 from captum_video.influence.checkpoints import CheckpointLoader, find_checkpoints
 from captum_video.influence.data import ClipLabelDataset, as_clip_label_dataset
 from captum_video.registry import classifier_of
 
 __all__ = ["InfluentialClips", "METHODS", "VideoTracIn"]
-
-#: ``method`` values of :class:`VideoTracIn`: Captum's TracInCPFast and TracInCP.
-METHODS = ("fast", "full")
 
 
 @dataclass(frozen=True)
@@ -85,16 +90,31 @@ class VideoTracIn:
         checkpoints (str, PathLike or list): a folder of checkpoint files or the files, saved
             during training (e.g. by ``fit_classifier(..., checkpoint_dir=...)``); each holds
             a state dict and, ideally, the ``learning_rate`` of its stretch of training.
-        method (str, optional): ``"fast"`` (Captum's TracInCPFast: the last linear layer)
-            or ``"full"`` (TracInCP: per-clip gradients of ``layers``). Default: ``"fast"``
+        method (str, optional): ``"fast"`` (Captum's TracInCPFast: the last linear layer),
+            ``"full"`` (TracInCP: per-clip gradients of ``layers``) or ``"fast_rand_proj"``
+            (TracInCPFastRandProj: the fast method's per-clip gradients of every training
+            clip computed once, here, and kept; each query then costs the test clips'
+            gradients and an exact maximum-inner-product search, no pass over the training
+            set). Default: ``"fast"``
         final_fc_layer (nn.Module or str, optional): the last linear layer of ``method="fast"``
-            (a module of ``model`` or its dotted name). Default: the registry's classifier
-            head (``classifier_of``), else the model's last ``nn.Linear``
+            or ``"fast_rand_proj"`` (a module of ``model`` or its dotted name). Default: the
+            registry's classifier head (``classifier_of``), else the model's last ``nn.Linear``
         layers (list of str, optional): dotted names of the layers whose parameters
             ``method="full"`` differentiates. Default: None (all parameters)
         batch_size (int, optional): training clips per batch. Default: 32
         cache_checkpoints (bool, optional): keep checkpoints in memory after their first
             read (Captum re-loads every checkpoint for every training batch). Default: True
+        projection_dim (int, optional): ``method="fast_rand_proj"`` only: None keeps the
+            exact gradients, ``K x I`` numbers per clip and checkpoint (``K`` classes, ``I``
+            inputs of the last layer: 4 bytes each, for every training clip, in memory); an int
+            ``d`` projects them at random to at most ``d`` per checkpoint, where ``K x I > d``
+            (as Pruthi et al. 2020 propose for large models; scores, and so the neighbours
+            found, become approximate). Default: None
+        seed (int, optional): the random projection's seed (with ``projection_dim``); the
+            caller's random state is left as it was. Default: 0
+
+    ``self_influence`` of ``method="fast_rand_proj"`` is TracInCPFast's (Captum's
+    TracInCPFastRandProj has none): exact, equal to ``method="fast"``'s.
 
     Example::
 
@@ -121,6 +141,8 @@ class VideoTracIn:
         layers: list[str] | None = None,
         batch_size: int = 32,
         cache_checkpoints: bool = True,
+        projection_dim: int | None = None,
+        seed: int = 0,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -128,8 +150,19 @@ class VideoTracIn:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         if layers is not None and method != "full":
             raise ValueError("layers= chooses the parameters of method='full'; pass it with that")
-        if final_fc_layer is not None and method != "fast":
-            raise ValueError("final_fc_layer= is the layer of method='fast'; pass it with that")
+        if final_fc_layer is not None and method not in LAST_LAYER_METHODS:
+            raise ValueError(
+                "final_fc_layer= is the layer of method='fast' or 'fast_rand_proj'; pass it "
+                "with one of those"
+            )
+        if projection_dim is not None:
+            if method != "fast_rand_proj":
+                raise ValueError(
+                    "projection_dim= projects the gradients of method='fast_rand_proj'; pass "
+                    "it with that"
+                )
+            validate_positive_int(projection_dim, "projection_dim")
+        validate_positive_int(seed, "seed", minimum=0)
         self.batch_size = validate_positive_int(batch_size, "batch_size")
         self.method = method
         self.checkpoints = find_checkpoints(checkpoints)
@@ -149,32 +182,28 @@ class VideoTracIn:
             self.train_dataset if device.type == "cpu" else _OnDevice(self.train_dataset, device)
         )
         self._loader(self.model, self.checkpoints[0])  # a bad checkpoint fails here, named
-        if method == "fast":
+        layer, names = None, None
+        if method in LAST_LAYER_METHODS:
             layer = self._copied_layer(model, final_fc_layer)
-            self._captum: TracInCPFast | TracInCP = TracInCPFast(
-                self.model,
-                layer,
-                dataset,
-                list(self.checkpoints),
-                checkpoints_load_func=self._loader,
-                loss_fn=nn.CrossEntropyLoss(reduction="sum"),
-                batch_size=self.batch_size,
-            )
         else:
             names = self._layer_names(layers)
             for param in self._parameters_of(names):
                 param.requires_grad_(True)
-            self._captum = TracInCP(
+        try:
+            self._captum, self._captum_self = build_tracin(
+                method,
                 self.model,
                 dataset,
                 list(self.checkpoints),
-                checkpoints_load_func=self._loader,
-                layers=names,
-                loss_fn=nn.CrossEntropyLoss(reduction="none"),
-                batch_size=self.batch_size,
-                sample_wise_grads_per_batch=False,
+                self._loader,
+                self.batch_size,
+                layer=layer,
+                layer_names=names,
+                projection_dim=projection_dim,
+                seed=seed,
             )
-        self.model.load_state_dict(self._final_state)
+        finally:
+            self.model.load_state_dict(self._final_state)
 
     # -- set-up helpers -----------------------------------------------------------------------
 
@@ -200,7 +229,7 @@ class VideoTracIn:
                 linears = [m for m in self.model.modules() if isinstance(m, nn.Linear)]
                 if not linears:
                     raise ValueError(
-                        f"method='fast' needs the model's last linear layer and "
+                        f"method={self.method!r} needs the model's last linear layer and "
                         f"{type(model).__name__} has none; pass final_fc_layer= or use "
                         "method='full'"
                     ) from None
@@ -280,10 +309,12 @@ class VideoTracIn:
             clips (Tensor): test clips ``(N, C, T, H, W)``.
             target (int, sequence or Tensor, optional): the class whose loss is traced, per
                 clip or for all. Default: None (each clip's predicted class: the decision)
-            show_progress (bool, optional): Captum's progress bar. Default: False
+            show_progress (bool, optional): Captum's progress bar (``fast_rand_proj`` reads
+                no training clip and has none). Default: False
 
         Returns:
-            Tensor: ``(N, len(train_dataset))``.
+            Tensor: ``(N, len(train_dataset))`` (with a ``projection_dim``: of the projected
+            gradients, approximate).
 
         Example::
 
@@ -292,7 +323,9 @@ class VideoTracIn:
         """
         batch = self._test_batch(clips, target)
         try:
-            return self._captum.influence(batch, show_progress=show_progress).detach()
+            # k=None: all scores (TracInCPFastRandProj's k defaults to 5 neighbours).
+            kwargs = query_kwargs(self._captum, show_progress)
+            return self._captum.influence(batch, k=None, **kwargs).detach()
         finally:
             self.model.load_state_dict(self._final_state)
 
@@ -305,7 +338,7 @@ class VideoTracIn:
             raise ValueError(f"k is {k} but the training set holds {len(self.train_dataset)} clips")
         try:
             found = self._captum.influence(
-                batch, k=k, proponents=proponents, show_progress=show_progress
+                batch, k=k, proponents=proponents, **query_kwargs(self._captum, show_progress)
             )
         finally:
             self.model.load_state_dict(self._final_state)
@@ -369,9 +402,9 @@ class VideoTracIn:
 
             >>> suspects = tracin.self_influence().argsort(descending=True)[:10]
         """
-        loader = self._captum.train_dataloader
+        loader = self._captum_self.train_dataloader
         try:
-            scores = self._captum.self_influence(
+            scores = self._captum_self.self_influence(
                 loader, show_progress=show_progress, outer_loop_by_checkpoints=True
             )
         finally:
