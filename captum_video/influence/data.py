@@ -11,15 +11,17 @@ shape as the first item's, and an integer label.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import Dataset, TensorDataset
 
+from captum_video._model_state import module_device
 from captum_video._validation import validate_video
 
-__all__ = ["ClipLabelDataset", "as_clip_label_dataset"]
+__all__ = ["ClipLabelDataset", "as_clip_label_dataset", "count_classes"]
 
 
 class ClipLabelDataset(Dataset):
@@ -162,3 +164,41 @@ def as_clip_label_dataset(
             )
         data = TensorDataset(clips, labels)
     return ClipLabelDataset(data, num_classes=num_classes, name=name)
+
+
+def count_classes(
+    model: nn.Module,
+    data: ClipLabelDataset,
+    why: str,
+    forward: Callable[[Tensor], Any] | None = None,
+) -> int:
+    """The number of classes ``model`` scores, from its output on the data set's first clip.
+
+    Also checks that clip against the model (layout, channels, frames) and that the model
+    gives logits ``(N, K)``, naming ``why`` they are needed.
+
+    Args:
+        model (nn.Module): the classifier (its device is where the clip goes).
+        data (ClipLabelDataset): the training clips.
+        why (str): what needs the logits, for the error message.
+        forward (callable, optional): what runs the clip instead of ``model`` (e.g. a
+            wrapper that also records activations). Default: None
+
+    Returns:
+        int: ``K``.
+
+    Example::
+
+        >>> count_classes(load_demo_model("motion"), as_clip_label_dataset(train), "TracIn")
+        4
+    """
+    clip, _ = data[0]
+    validate_video(clip.unsqueeze(0), name="train_dataset[0][0] (the clip)", model=model)
+    with torch.no_grad():
+        out = (forward or model)(clip.unsqueeze(0).to(module_device(model)))
+    if not isinstance(out, Tensor) or out.dim() != 2:
+        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(
+            f"model must return logits (N, K) for clips (N, C, T, H, W), got {shape}; {why}"
+        )
+    return int(out.shape[1])

@@ -1,9 +1,8 @@
 r"""Explanation by example for video classifiers: the nearest training clips in the model's eyes.
 
-Which training clips does the model see as most like a test clip? :class:`VideoSimilarityInfluence`
-answers with a nearest-neighbour search in a layer's activations, by default the representation
-the classifier head reads (the pooled features of a 3D CNN, the class token of a
-transformer):
+Which training clips does the model see as most like a test clip? The nearest neighbours in a
+layer's activations, by default the representation the classifier head reads (the pooled
+features of a 3D CNN, the class token of a transformer):
 
 .. math::
 
@@ -62,7 +61,7 @@ from captum_video._hashing import model_sha256, update_tensor
 from captum_video._model_state import evaluating, module_device
 from captum_video._scalars import validate_positive_int
 from captum_video._validation import validate_video
-from captum_video.influence.data import ClipLabelDataset, as_clip_label_dataset
+from captum_video.influence.data import ClipLabelDataset, as_clip_label_dataset, count_classes
 from captum_video.influence.tracin import InfluentialClips
 from captum_video.registry import classifier_of
 
@@ -249,7 +248,12 @@ class VideoSimilarityInfluence:
         self._probe = _Probe(copied, head)
         self._layer = captum_layer
         self.train_dataset = as_clip_label_dataset(train_dataset)
-        self.num_classes = self._num_classes()
+        self.num_classes = count_classes(
+            copied,
+            self.train_dataset,
+            "the explanation reports the model's decision on each test clip",
+            forward=self._probe,
+        )
         self.train_dataset.num_classes = self.num_classes
         self.train_dataset[0]  # now that the classes are known, check item 0's label too
         n = len(self.train_dataset)
@@ -318,21 +322,6 @@ class VideoSimilarityInfluence:
         else:
             raise TypeError(f"layer must be an nn.Module, a dotted name or None, got {layer!r}")
         return None, f"model.{name}" if name else "model", name or "<model output>"
-
-    def _num_classes(self) -> int:
-        clip, _ = self.train_dataset[0]
-        validate_video(
-            clip.unsqueeze(0), name="train_dataset[0][0] (the clip)", model=self._probe.model
-        )
-        with torch.no_grad():
-            out = self._probe(clip.unsqueeze(0))
-        if not isinstance(out, Tensor) or out.dim() != 2:
-            shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-            raise ValueError(
-                f"model must return logits (N, K) for clips (N, C, T, H, W), got {shape}; "
-                "the explanation reports the model's decision on each test clip"
-            )
-        return int(out.shape[1])
 
     def _store(self) -> None:
         """The training set's activations on disk, computed once (or found from a past run)."""

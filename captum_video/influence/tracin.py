@@ -40,7 +40,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from captum_video._model_state import evaluating
+from captum_video._model_state import evaluating, module_device
 from captum_video._scalars import validate_positive_int
 from captum_video._targets import validate_target
 from captum_video._validation import validate_video
@@ -51,7 +51,7 @@ from captum_video.influence._captum_tracin import (
     query_kwargs,
 )
 from captum_video.influence.checkpoints import CheckpointLoader, find_checkpoints
-from captum_video.influence.data import ClipLabelDataset, as_clip_label_dataset
+from captum_video.influence.data import ClipLabelDataset, as_clip_label_dataset, count_classes
 from captum_video.registry import classifier_of
 
 __all__ = ["InfluentialClips", "METHODS", "VideoTracIn"]
@@ -174,10 +174,12 @@ class VideoTracIn:
             self.model = copy.deepcopy(model)
         self._final_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.train_dataset = as_clip_label_dataset(train_dataset)
-        self.num_classes = self._num_classes()
+        self.num_classes = count_classes(
+            self.model, self.train_dataset, "influence traces the cross-entropy of a classifier"
+        )
         self.train_dataset.num_classes = self.num_classes
         self.train_dataset[0]  # now that the classes are known, check item 0's label too
-        device = _device(self.model)
+        device = module_device(self.model)
         dataset: Dataset = (
             self.train_dataset if device.type == "cpu" else _OnDevice(self.train_dataset, device)
         )
@@ -206,19 +208,6 @@ class VideoTracIn:
             self.model.load_state_dict(self._final_state)
 
     # -- set-up helpers -----------------------------------------------------------------------
-
-    def _num_classes(self) -> int:
-        clip, _ = self.train_dataset[0]
-        validate_video(clip.unsqueeze(0), name="train_dataset[0][0] (the clip)", model=self.model)
-        with torch.no_grad():
-            out = self.model(clip.unsqueeze(0).to(_device(self.model)))
-        if not isinstance(out, Tensor) or out.dim() != 2:
-            shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-            raise ValueError(
-                f"model must return logits (N, K) for clips (N, C, T, H, W), got {shape}; "
-                "influence traces the cross-entropy of a classifier"
-            )
-        return int(out.shape[1])
 
     def _copied_layer(self, model: nn.Module, layer: nn.Module | str | None) -> nn.Module:
         """The copy's module that is ``layer`` (a module or name of the caller's model)."""
@@ -277,7 +266,7 @@ class VideoTracIn:
 
     def _test_batch(self, clips: Tensor, target: Any) -> tuple[Tensor, Tensor]:
         validate_video(clips, name="clips", model=self.model)
-        clips = clips.to(_device(self.model))
+        clips = clips.to(module_device(self.model))
         n = clips.shape[0]
         if target is None:
             self.model.load_state_dict(self._final_state)
@@ -424,9 +413,3 @@ class _OnDevice(Dataset):
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         clip, label = self.data[index]
         return clip.to(self.device), label.to(self.device)
-
-
-def _device(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    return torch.device("cpu")
