@@ -165,29 +165,30 @@ def test_cli_options_and_refusals(video: Path, tmp_path: Path) -> None:
     assert data["num_frames"] == 16 and data["frame_times"][0] == 1.0 and data["clip_frames"] == 8
     # random weights are never explained silently
     done = run("--model", "r3d_18", "--out", str(tmp_path / "b"))
-    assert done.returncode == 2 and "--random-weights" in done.stderr
+    assert done.returncode == 2 and "--random-weights" in done.stderr, done.stderr
     done = run("--model", "r3d_18", "--random-weights", "--clip-frames", "8", "--size", "32",
                "--end", "2", "--out", str(tmp_path / "c"))  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "predicted" in done.stdout and "'" in done.stdout  # a Kinetics class name
+    assert "predicted" in done.stdout and "'" in done.stdout, done.stdout  # a Kinetics name
     # weights of another architecture: one error line naming the shapes
     from captum_video.registry import load_model
 
     torch.save(load_model("mc3_18", num_classes=4).state_dict(), tmp_path / "mc3.pt")
     done = run("--model", "r2plus1d_18", "--weights", str(tmp_path / "mc3.pt"))
-    assert done.returncode == 2
+    assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("captum-video: error:") and "expects" in lines[0]
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("captum-video: error:") and "expects" in lines[0], done.stderr
     # --layer and --class-names
     names = tmp_path / "names.txt"
     names.write_text("east\nwest\nsouth\nnorth\n")
     done = run("--layer", "layer2", "--class-names", str(names), "--out", str(tmp_path / "d"))
     assert done.returncode == 0, done.stderr
-    assert "'east'" in done.stdout or "'south'" in done.stdout
+    assert "'east'" in done.stdout or "'south'" in done.stdout, done.stdout
     done = run("--layer", "nope", "--out", str(tmp_path / "e"))
-    assert done.returncode == 2 and "--layer 'nope'" in done.stderr
+    assert done.returncode == 2 and "--layer 'nope'" in done.stderr, done.stderr
     done = run("--size", "0", "--out", str(tmp_path / "f"))
-    assert done.returncode == 2 and "--size" in done.stderr
+    assert done.returncode == 2 and "--size" in done.stderr, done.stderr
 
 
 def test_too_short_video_says_how_to_fit(tmp_path: Path, demo_model) -> None:
