@@ -4,6 +4,7 @@ which must not change any method's relevance."""
 from __future__ import annotations
 
 import math
+import os
 import warnings
 
 import pytest
@@ -68,7 +69,9 @@ def test_parse_memory_types_and_the_argument_name() -> None:
 
 
 def test_default_budget_on_the_cpu(monkeypatch) -> None:  # noqa: ANN001
-    assert 1 <= default_budget("cpu") <= CPU_CAP
+    # This machine's physical memory, read independently: a quarter of it, capped.
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert default_budget("cpu") == min(CPU_CAP, physical // 4)
     assert default_budget() == default_budget(torch.device("cpu"))
     monkeypatch.setattr(_memory, "_physical_memory", lambda: 2 * 2**30)
     assert default_budget("cpu") == 2**29  # a quarter, under the cap

@@ -13,11 +13,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from captum_video._scalars import validate_fps
 from captum_video.cli.demo import DEMO_METHODS, run_demo
 from captum_video.cli.explain import (
     PER_VIDEO_AUTO_LIMIT,
     count_argument,
+    fps_argument,
     run_explain,
     target_argument,
 )
@@ -43,14 +43,6 @@ def model_argument(value: str) -> str:
             "'pytorchvideo:BUILDER'"
         )
     return value
-
-
-def fps_argument(value: str) -> float:
-    """``--fps``: a finite frame rate > 0."""
-    try:
-        return validate_fps(float(value), "--fps")
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

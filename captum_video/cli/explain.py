@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from captum_video._scalars import validate_fps
 from captum_video.cli.timelines import run_timelines
 from captum_video.pipeline import DatasetExplanation, explain_dataset
 from captum_video.pipeline.identity import ConfigurationChanged
@@ -26,6 +27,8 @@ from captum_video.video_folder import VideoFolder
 __all__ = [
     "PER_VIDEO_AUTO_LIMIT",
     "count_argument",
+    "fps_argument",
+    "seconds_argument",
     "layer_from_args",
     "model_from_args",
     "read_class_names",
@@ -156,6 +159,49 @@ def count_argument(minimum: int) -> Callable[[str], int]:
 
     parse.__name__ = "int"  # argparse names the type in its messages
     return parse
+
+
+def fps_argument(value: str) -> float:
+    """An argparse type for ``--fps``: a finite frame rate > 0.
+
+    Args:
+        value (str): the command-line text.
+
+    Returns:
+        float: the frame rate, raising ``argparse.ArgumentTypeError`` otherwise.
+
+    Example::
+
+        >>> fps_argument("12.5")
+        12.5
+    """
+    try:
+        return validate_fps(float(value), "--fps")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def seconds_argument(value: str) -> float:
+    """An argparse type for a duration: a number of seconds > 0.
+
+    Args:
+        value (str): the command-line text.
+
+    Returns:
+        float: the seconds, raising ``argparse.ArgumentTypeError`` otherwise.
+
+    Example::
+
+        >>> seconds_argument("2.5")
+        2.5
+    """
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {value}")
+    return seconds
 
 
 def target_argument(value: str) -> int | str:

@@ -8,25 +8,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from captum_video.cli.explain import layer_from_args, model_from_args, target_argument
+from captum_video.cli.explain import (
+    count_argument,
+    fps_argument,
+    layer_from_args,
+    model_from_args,
+    seconds_argument,
+    target_argument,
+)
 from captum_video.explainers import EXPLAINERS
 from captum_video.registry import model_names
 from captum_video.stream import POLICIES, StreamExplainer, WindowResult
 
 __all__ = ["add_stream_parser", "run_stream"]
-
-
-def _positive(kind: Callable[[str], Any], name: str) -> Callable[[str], Any]:
-    def parse(value: str) -> Any:
-        try:
-            number = kind(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name}: expected a number, got {value!r}") from None
-        if not number > 0:
-            raise argparse.ArgumentTypeError(f"{name} must be > 0, got {value}")
-        return number
-
-    return parse
 
 
 def add_stream_parser(sub: Any, model_type: Callable[[str], str]) -> argparse.ArgumentParser:
@@ -83,19 +77,19 @@ def add_stream_parser(sub: Any, model_type: Callable[[str], str]) -> argparse.Ar
     )
     stream.add_argument(
         "--stride",
-        type=_positive(int, "--stride"),
+        type=count_argument(1),
         default=None,
         help="frames between window starts (default: half a window)",
     )
     stream.add_argument(
         "--clip-frames",
-        type=_positive(int, "--clip-frames"),
+        type=count_argument(1),
         default=None,
         help="frames per window (default: the model's clip length)",
     )
     stream.add_argument(
         "--size",
-        type=_positive(int, "--size"),
+        type=count_argument(1),
         default=None,
         help="frame height and width (default: the model's)",
     )
@@ -113,9 +107,7 @@ def add_stream_parser(sub: Any, model_type: Callable[[str], str]) -> argparse.Ar
         help="play files at their frame rate and keep up with the source (default); "
         "--no-realtime explains every window of a file as fast as possible",
     )
-    stream.add_argument(
-        "--fps", type=_positive(float, "--fps"), default=None, help="override the file's rate"
-    )
+    stream.add_argument("--fps", type=fps_argument, default=None, help="override the file's rate")
     stream.add_argument(
         "--tensorboard-every",
         type=int,
@@ -125,14 +117,14 @@ def add_stream_parser(sub: Any, model_type: Callable[[str], str]) -> argparse.Ar
     )
     stream.add_argument(
         "--max-windows",
-        type=_positive(int, "--max-windows"),
+        type=count_argument(1),
         default=None,
         metavar="N",
         help="stop after N explained windows",
     )
     stream.add_argument(
         "--duration",
-        type=_positive(float, "--duration"),
+        type=seconds_argument,
         default=None,
         metavar="SECONDS",
         help="stop after this many seconds of the source",
