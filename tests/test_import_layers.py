@@ -40,7 +40,7 @@ LAYERS: list[list[str]] = [
     ["captum_video.metrics", "captum_video.concept"],
     ["captum_video.visualization", "captum_video.tensorboard", "captum_video.units"],
     ["captum_video.influence"],
-    ["captum_video.explainers"],
+    ["captum_video.explainers", "captum_video._chunking"],
     ["captum_video.timeline"],
     ["captum_video.stream"],
     [
