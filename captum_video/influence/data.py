@@ -73,6 +73,7 @@ class ClipLabelDataset(Dataset):
         if len(self) == 0:
             raise ValueError(f"{name} is empty: influence needs at least one training clip")
         self.clip_shape = tuple(self._check(0, dataset[0])[0].shape)
+        self._labels: dict[int, int] = {}
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
@@ -86,6 +87,29 @@ class ClipLabelDataset(Dataset):
                 "(resample them, e.g. VideoFolder(num_frames=..., size=...))"
             )
         return clip, label
+
+    def labels_of(self, indices: Tensor) -> Tensor:
+        """The labels of the items at ``indices``, each item read once (its clip decoded
+        once) however many queries name it.
+
+        Args:
+            indices (Tensor): long indices into the data set, any shape.
+
+        Returns:
+            Tensor: long labels, shaped like ``indices``.
+
+        Example::
+
+            >>> data = ClipLabelDataset(TensorDataset(torch.rand(4, 3, 8, 16, 16),
+            ...                                       torch.tensor([2, 1, 3, 0])))
+            >>> data.labels_of(torch.tensor([[0, 3]]))
+            tensor([[2, 0]])
+        """
+        flat = [int(i) for i in indices.reshape(-1)]
+        for i in flat:
+            if i not in self._labels:
+                self._labels[i] = int(self[i][1])
+        return torch.tensor([self._labels[i] for i in flat], dtype=torch.long).view(indices.shape)
 
     def _check(self, index: int, item: Any) -> tuple[Tensor, Tensor]:
         where = f"{self.name}[{index}]"

@@ -375,13 +375,12 @@ class VideoSimilarityInfluence:
             with torch.no_grad():
                 logits = self._probe(clips)
         assert logits is not None
-        labels = torch.stack([self.train_dataset[int(i)][1] for i in indices.reshape(-1)])
         return SimilarClips(
             indices,
             scores.detach(),
             logits.argmax(1).cpu(),
             most,
-            labels.reshape(indices.shape),
+            self.train_dataset.labels_of(indices),
             self.metric,
         )
 

@@ -285,10 +285,6 @@ class VideoTracIn:
                 raise ValueError(f"target must give one class per clip ({n}), got {len(targets)}")
         return clips, targets.to(clips.device)
 
-    def _labels_of(self, indices: Tensor) -> Tensor:
-        flat = [int(self.train_dataset[int(i)][1]) for i in indices.reshape(-1)]
-        return torch.tensor(flat, dtype=torch.long).reshape(indices.shape)
-
     # -- public API -----------------------------------------------------------------------------
 
     def influence(self, clips: Tensor, target: Any = None, show_progress: bool = False) -> Tensor:
@@ -333,7 +329,7 @@ class VideoTracIn:
             self.model.load_state_dict(self._final_state)
         indices, scores = found.indices, found.influence_scores.detach()
         return InfluentialClips(
-            indices, scores, batch[1].cpu(), proponents, self._labels_of(indices)
+            indices, scores, batch[1].cpu(), proponents, self.train_dataset.labels_of(indices)
         )
 
     def proponents(
